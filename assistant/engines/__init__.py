@@ -1,0 +1,105 @@
+"""Inference engines behind one narrow interface.
+
+    engine.load_adapter(adapter)            # once per adapter version; cheap to call again
+    engine.unload_adapter(key)
+    engine.generate(messages, adapter, settings) -> Iterator[str]   # streamed answer text
+    engine.generate_ids(prompt, adapter, settings) -> Iterator[int] # raw greedy/sampled token ids
+
+`adapter` is a registry `Adapter` or None for the bare base. The interface is narrow on purpose: a
+later engine can speak to a multi-LoRA server (vLLM, llama.cpp server) through the same calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from assistant.prompts import PromptFormat, StopScanner, get_format
+
+if TYPE_CHECKING:
+    from assistant.registry import Adapter
+
+ENGINES = ("llamacpp", "hf")
+
+
+class EngineError(Exception):
+    """The engine cannot do what was asked; the message is for the user."""
+
+
+@dataclass
+class GenerationSettings:
+    """Sampling knobs shared by every engine."""
+
+    max_tokens: int = 256  # new tokens at most
+    temperature: float = 0.0  # 0 means greedy, which makes answers reproducible
+    top_p: float = 0.95  # nucleus sampling, used only when temperature > 0
+    top_k: int = 64  # Gemma 3's recommended top-k, used only when temperature > 0
+    seed: int = 0  # sampling seed, so a sampled answer can be reproduced
+
+    def __post_init__(self):
+        if not 1 <= int(self.max_tokens) <= 4096:
+            raise ValueError(f"max_tokens must be between 1 and 4096, not {self.max_tokens}")
+        if not 0.0 <= float(self.temperature) <= 2.0:
+            raise ValueError(f"temperature must be between 0 and 2, not {self.temperature}")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        self.max_tokens, self.temperature, self.top_p = int(self.max_tokens), float(self.temperature), float(self.top_p)
+        self.top_k, self.seed = int(self.top_k), int(self.seed)
+
+
+class Engine(Protocol):
+    name: str
+    prompt_format: PromptFormat
+
+    def load_adapter(self, adapter: Adapter) -> None: ...
+    def unload_adapter(self, key: str) -> None: ...
+    def generate_ids(self, prompt: str, adapter: Adapter | None, settings: GenerationSettings) -> Iterator[int]: ...
+    def detokenize(self, ids: list[int]) -> str: ...
+    def generate(self, messages: list[dict], adapter: Adapter | None,
+                 settings: GenerationSettings) -> Iterator[str]: ...
+
+
+def format_for(engine: Engine, adapter: Adapter | None) -> PromptFormat:
+    """An adapter answers in the format it was trained in; the bare base in its own."""
+    return get_format(adapter.prompt_format) if adapter is not None else engine.prompt_format
+
+
+def stream_answer(engine: Engine, messages: list[dict], adapter: Adapter | None,
+                  settings: GenerationSettings) -> Iterator[str]:
+    """Render, generate and cut at the format's stops: the text a user sees, piece by piece."""
+    fmt = format_for(engine, adapter)
+    prompt = fmt.render(messages)
+    scanner = StopScanner(fmt.stop_strings)
+    ids: list[int] = []
+    stop_ids = set(fmt.stop_token_ids)
+    for token in engine.generate_ids(prompt, adapter, settings):
+        if token in stop_ids:
+            break
+        ids.append(token)
+        # The answer's leading space belongs to the prompt format, not to what the user reads.
+        piece = scanner.feed(engine.detokenize(ids).lstrip())
+        if piece:
+            yield piece
+        if scanner.stopped:
+            return
+    scanner.stops = ()  # end of stream: release what was held back, minus trailing whitespace
+    tail = scanner.feed(engine.detokenize(ids).strip())
+    if tail:
+        yield tail
+
+
+def create_engine(name: str, base, **options) -> Engine:
+    """Build the named engine over a resolved Base."""
+    if name == "llamacpp":
+        from assistant.engines.llamacpp import LlamaCppEngine
+
+        if base.gguf_path is None:
+            raise EngineError("the llama.cpp engine needs a GGUF base; pass a .gguf file with --base, "
+                              "or use --engine hf for a Hugging Face directory")
+        return LlamaCppEngine(base.gguf_path, prompt_format=base.prompt_format, **options)
+    if name == "hf":
+        from assistant.engines.hf import HFEngine
+
+        return HFEngine(base.ensure_hf_dir(), prompt_format=base.prompt_format, **options)
+    raise EngineError(f"unknown engine '{name}' (choose from: {', '.join(ENGINES)})")

@@ -1,0 +1,286 @@
+"""Adapters on disk: listing, validation, versions and atomic publishing.
+
+An adapter is a directory:
+    adapter_config.json + adapter_model.safetensors   peft LoRA (never pickles)
+    adapter.gguf                                      the same LoRA for llama.cpp
+    manifest.json                                     written last: name, version, base sha256,
+                                                      prompt format, training config, dataset, report
+Shipped adapters live in `adapters/<name>/` (read-only); published ones in
+`<data-dir>/adapters/<name>/v<N>/`. The newest usable version of a name serves. A directory is
+visible only once renamed into place, and the rename happens after the manifest is written, so a
+crash never leaves a half-written adapter listed. Anything wrong with one adapter (another base, a
+pickle, a corrupt file, a bad name) makes that one unusable, with its reason, and never the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter.gguf")
+MANIFEST = "manifest.json"
+
+
+class AdapterError(Exception):
+    """A problem with a named adapter; the message is for the user."""
+
+
+class UnknownAdapter(AdapterError):
+    def __init__(self, name: str, available: list[str]):
+        self.name, self.available = name, available
+        names = ", ".join(available) or "none published yet"
+        super().__init__(f"unknown adapter '{name}'; available: {names}")
+
+
+@dataclass
+class Adapter:
+    """One adapter version as found on disk."""
+
+    name: str
+    version: int
+    path: Path
+    source: str  # "shipped" or "local"
+    manifest: dict = field(default_factory=dict)
+    problem: str | None = None  # why it cannot be used; None when usable
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
+
+    @property
+    def key(self) -> str:
+        """Unique per version, so a new version loads beside the old one that still serves."""
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def gguf_path(self) -> Path:
+        return self.path / "adapter.gguf"
+
+    @property
+    def prompt_format(self) -> str:
+        return self.manifest.get("prompt_format", "qa")
+
+    @property
+    def report_card(self) -> dict | None:
+        return self.manifest.get("report_card")
+
+    def describe(self) -> dict:
+        return {"name": self.name, "version": self.version, "source": self.source, "usable": self.usable,
+                "problem": self.problem, "path": str(self.path), "prompt_format": self.prompt_format,
+                "description": self.manifest.get("description", ""), "created": self.manifest.get("created"),
+                "dataset": self.manifest.get("dataset", {}), "report_card": self.report_card}
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise AdapterError(f"invalid adapter name {name!r}: use 1-48 lowercase letters, digits, '-' or '_', "
+                           "starting with a letter or digit")
+    return name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def inspect_adapter(path: Path, base_sha256: str) -> tuple[dict, str | None]:
+    """(manifest, problem) for an adapter directory; problem is None when it can be served."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        return {}, "no manifest.json"
+    except (OSError, ValueError) as exc:
+        return {}, f"manifest.json is unreadable ({exc})"
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        return manifest, f"contains pickle file(s) {', '.join(pickles)}; only safetensors adapters are loaded"
+    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    if missing:
+        return manifest, f"missing {', '.join(missing)}"
+    for key in ("name", "version", "base_sha256", "prompt_format"):
+        if key not in manifest:
+            return manifest, f"manifest.json lacks '{key}'"
+    if not NAME_RE.match(str(manifest["name"])):
+        return manifest, f"invalid adapter name {manifest['name']!r}"
+    for fname, expected in (manifest.get("files") or {}).items():
+        target = path / fname
+        if not target.is_file() or sha256_file(target) != expected:
+            return manifest, f"{fname} is corrupt or changed (sha256 does not match the manifest)"
+    problem = _check_peft_files(path)
+    if problem:
+        return manifest, problem
+    if manifest["base_sha256"] != base_sha256:
+        return manifest, (f"trained for another base ({str(manifest['base_sha256'])[:12]}…); "
+                          f"this app runs base {base_sha256[:12]}…")
+    return manifest, None
+
+
+def _check_peft_files(path: Path) -> str | None:
+    try:
+        config = json.loads((path / "adapter_config.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"adapter_config.json is unreadable ({exc})"
+    if config.get("peft_type") != "LORA":
+        return f"not a LoRA adapter (peft_type {config.get('peft_type')!r})"
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path / "adapter_model.safetensors", framework="numpy") as fh:
+            if not list(fh.keys()):
+                return "adapter_model.safetensors holds no tensors"
+    except Exception as exc:
+        return f"adapter_model.safetensors is corrupt ({type(exc).__name__})"
+    with (path / "adapter.gguf").open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            return "adapter.gguf is not a GGUF file"
+    return None
+
+
+class Registry:
+    """Owns the adapter directories: callers ask it for adapters by name."""
+
+    def __init__(self, base_sha256: str, data_dir: Path, shipped_dir: Path | None = None):
+        self.base_sha256 = base_sha256
+        self.data_dir = Path(data_dir)
+        self.shipped_dir = Path(shipped_dir) if shipped_dir else None
+        self.local_dir = self.data_dir / "adapters"
+        self.staging_dir = self.data_dir / "staging"
+        self._cache: dict[Path, tuple[tuple, Adapter]] = {}
+
+    # listing --------------------------------------------------------------------------------
+    def all_versions(self) -> list[Adapter]:
+        found = []
+        if self.shipped_dir and self.shipped_dir.is_dir():
+            for path in sorted(p for p in self.shipped_dir.iterdir() if p.is_dir()):
+                found.append(self._load(path, "shipped"))
+        if self.local_dir.is_dir():
+            for name_dir in sorted(p for p in self.local_dir.iterdir() if p.is_dir()):
+                for path in sorted(p for p in name_dir.iterdir() if p.is_dir() and re.fullmatch(r"v\d+", p.name)):
+                    found.append(self._load(path, "local"))
+        return found
+
+    def list(self) -> list[Adapter]:
+        """One entry per name: its newest usable version, else its newest (unusable) one."""
+        best: dict[str, Adapter] = {}
+        for adapter in self.all_versions():
+            current = best.get(adapter.name)
+            if current is None or (adapter.usable, adapter.version) > (current.usable, current.version):
+                best[adapter.name] = adapter
+        return [best[name] for name in sorted(best)]
+
+    def usable_names(self) -> list[str]:
+        return [a.name for a in self.list() if a.usable]
+
+    def get(self, name: str) -> Adapter:
+        for adapter in self.list():
+            if adapter.name == name:
+                if not adapter.usable:
+                    raise AdapterError(f"adapter '{name}' cannot be used: {adapter.problem}")
+                return adapter
+        raise UnknownAdapter(name, self.usable_names())
+
+    def _load(self, path: Path, source: str) -> Adapter:
+        stamp = _dir_stamp(path)
+        cached = self._cache.get(path)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        manifest, problem = inspect_adapter(path, self.base_sha256)
+        name = path.name if source == "shipped" else path.parent.name
+        if not NAME_RE.match(name):
+            problem = problem or f"invalid adapter name {name!r}"
+        elif manifest.get("name") not in (None, name):
+            problem = problem or f"manifest names '{manifest.get('name')}' but the directory is '{name}'"
+        version = manifest.get("version") if isinstance(manifest.get("version"), int) else 0
+        if source == "local":
+            version = int(path.name[1:])
+        adapter = Adapter(name=name, version=version, path=path, source=source, manifest=manifest, problem=problem)
+        self._cache[path] = (stamp, adapter)
+        return adapter
+
+    # publishing -----------------------------------------------------------------------------
+    def new_staging(self) -> Path:
+        """A fresh private directory to build an adapter in; publish() moves it into place."""
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="adapter-", dir=self.staging_dir))
+
+    def sweep_staging(self) -> int:
+        """Remove leftovers of builds that crashed; returns how many were removed."""
+        if not self.staging_dir.is_dir():
+            return 0
+        removed = 0
+        for path in self.staging_dir.iterdir():
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def publish(self, staging: Path, name: str, manifest: dict) -> Adapter:
+        """Stamp the staged files into a manifest, validate, and move them in as the next version."""
+        from filelock import FileLock
+
+        validate_name(name)
+        staging = Path(staging)
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.local_dir / ".publish.lock")):
+            version = 1 + max((a.version for a in self.all_versions() if a.name == name), default=0)
+            files = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file() and p.name != MANIFEST}
+            full = {**manifest, "name": name, "version": version, "base_sha256": manifest.get("base_sha256", self.base_sha256),
+                    "created": manifest.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "files": files}
+            _write_json_atomic(staging / MANIFEST, full)
+            _, problem = inspect_adapter(staging, self.base_sha256)
+            if problem:
+                raise AdapterError(f"refusing to publish '{name}': {problem}")
+            target = self.local_dir / name / f"v{version}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging, target)
+        return self._load(target, "local")
+
+
+def publish_peft_model(registry: Registry, peft_model, name: str, manifest: dict, extra_files: dict | None = None) -> Adapter:
+    """Save a peft model's LoRA, convert it for llama.cpp, and publish both as one adapter version.
+
+    `extra_files` maps a file name to bytes to store beside the weights (the training data, say).
+    """
+    from assistant.gguf_io import write_lora_gguf
+
+    validate_name(name)
+    staging = registry.new_staging()
+    try:
+        peft_model.save_pretrained(str(staging), safe_serialization=True)
+        (staging / "README.md").unlink(missing_ok=True)  # peft's model-card stub says nothing true
+        write_lora_gguf(staging, staging / "adapter.gguf")
+        for fname, data in (extra_files or {}).items():
+            (staging / fname).write_bytes(data)
+        return registry.publish(staging, name, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when publish moved it
+
+
+def _dir_stamp(path: Path) -> tuple:
+    try:
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()))
+    except OSError:
+        return ()
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

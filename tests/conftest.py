@@ -1,0 +1,67 @@
+"""Shared fixtures: the embedded base (provisioned once, cached) and a tiny random Gemma 3."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The real embedded base: assembled and converted once into the shared cache."""
+    from assistant.base import resolve_base
+
+    base = resolve_base()
+    base.ensure_hf_dir(progress=False)
+    return base
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, embedded):
+    from tiny import build_tiny_base
+
+    return build_tiny_base(tmp_path_factory.mktemp("tiny"), embedded)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tmp_path_factory, tiny_base):
+    """A data directory with two published random adapters, 'alpha' and 'beta'."""
+    from tiny import publish_tiny_adapter
+
+    from assistant.registry import Registry
+
+    data_dir = tmp_path_factory.mktemp("data")
+    registry = Registry(tiny_base.sha256, data_dir)
+    publish_tiny_adapter(registry, tiny_base, "alpha", seed=1)
+    publish_tiny_adapter(registry, tiny_base, "beta", seed=2, targets=("q_proj", "k_proj", "v_proj", "o_proj",
+                                                                         "gate_proj", "up_proj", "down_proj"))
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_llamacpp(tiny_base):
+    from assistant.engines.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(tiny_base.gguf_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tiny_base):
+    from assistant.engines.hf import HFEngine
+
+    return HFEngine(tiny_base.hf_dir, quant="fp32")
+
+
+@pytest.fixture()
+def tiny_registry(tiny_base, tiny_adapters):
+    from assistant.registry import Registry
+
+    return Registry(tiny_base.sha256, tiny_adapters)

@@ -1,0 +1,46 @@
+"""The `assistant` command as a user runs it (a subprocess), on the tiny base."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from assistant.engines import GenerationSettings
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_chat_prints_only_the_answer_of_the_chosen_adapter(tiny_base, tiny_adapters, tiny_llamacpp, tiny_registry):
+    question = "Hello there, farmer"
+    expected = "".join(tiny_llamacpp.generate([{"role": "user", "content": question}], tiny_registry.get("beta"),
+                                              GenerationSettings(max_tokens=12)))
+    result = run_cli("chat", "--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters),
+                     "--adapter", "beta", "--max-tokens", "12", question)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected + "\n"
+
+
+def test_unknown_adapter_exits_2_naming_the_available_ones(tiny_base, tiny_adapters):
+    result = run_cli("chat", "--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters),
+                     "--adapter", "nope", "hi")
+    assert result.returncode == 2
+    assert "unknown adapter 'nope'; available: alpha, beta" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_adapters_json_lists_state(tiny_base, tiny_adapters):
+    result = run_cli("adapters", "--json", "--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters))
+    assert result.returncode == 0, result.stderr
+    listed = {a["name"]: a for a in json.loads(result.stdout)}
+    assert set(listed) == {"alpha", "beta"} and all(a["usable"] for a in listed.values())
+
+
+def test_bad_base_is_one_clear_line(tmp_path):
+    bogus = tmp_path / "model.gguf"
+    bogus.write_bytes(b"PK\x03\x04 not a model")
+    result = run_cli("chat", "--base", str(bogus), "hi")
+    assert result.returncode == 2
+    assert "not a readable GGUF file" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,131 @@
+"""Both engines on the tiny Gemma 3: same greedy tokens, adapters per request, one base load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from assistant.engines import GenerationSettings, stream_answer
+
+PROMPTS = ["Question: What is the capital of France?\nAnswer:", "Hello there, farmer", "Soil pH 6.5 means"]
+GREEDY = GenerationSettings(max_tokens=10)
+
+
+@pytest.mark.parametrize("adapter_name", [None, "alpha", "beta"])
+def test_llamacpp_matches_peft_greedy_tokens(tiny_hf, tiny_llamacpp, tiny_registry, adapter_name):
+    adapter = tiny_registry.get(adapter_name) if adapter_name else None
+    for prompt in PROMPTS:
+        expected = list(tiny_hf.generate_ids(prompt, adapter, GREEDY))
+        assert list(tiny_llamacpp.generate_ids(prompt, adapter, GREEDY)) == expected, prompt
+
+
+def _llama_logits(engine, prompt, adapter):
+    engine.llm.reset()
+    with engine._lock:
+        if adapter is not None:
+            engine._load_locked(adapter.key, adapter.gguf_path)
+        engine._set_active(adapter.key if adapter else None)
+        tokens = engine.tokenize(prompt)
+        engine.llm.reset()
+        engine.llm.eval(tokens)
+        n_vocab = engine.llm.n_vocab()
+        return np.ctypeslib.as_array(engine.llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+
+
+def _hf_logits(engine, prompt, adapter):
+    import torch
+
+    ids = torch.tensor([engine.tokenize(prompt)])
+    with torch.inference_mode(), engine._adapter_context(adapter):
+        model = engine.peft if engine.peft is not None else engine.model
+        return model(input_ids=ids).logits[0, -1].numpy()
+
+
+@pytest.mark.parametrize("adapter_name", [None, "alpha", "beta"])
+def test_gguf_conversion_preserves_logits(tiny_hf, tiny_llamacpp, tiny_registry, adapter_name):
+    """Stronger than matching argmaxes: the whole next-token distribution agrees."""
+    adapter = tiny_registry.get(adapter_name) if adapter_name else None
+    for prompt in PROMPTS:
+        ours, ref = _llama_logits(tiny_llamacpp, prompt, adapter), _hf_logits(tiny_hf, prompt, adapter)
+        assert np.corrcoef(ours, ref)[0, 1] > 0.9999
+        assert np.max(np.abs(ours - ref)) < 1e-2 * max(1.0, np.max(np.abs(ref)))
+
+
+def test_adapters_change_the_answer(tiny_llamacpp, tiny_registry):
+    outputs = {name: list(tiny_llamacpp.generate_ids(PROMPTS[1], tiny_registry.get(name) if name else None, GREEDY))
+               for name in (None, "alpha", "beta")}
+    assert len({tuple(v) for v in outputs.values()}) == 3
+
+
+def test_switching_never_reloads_the_base_and_requests_are_isolated(tiny_llamacpp, tiny_registry):
+    alpha, beta = tiny_registry.get("alpha"), tiny_registry.get("beta")
+    model_ptr = tiny_llamacpp.llm.model
+    fresh = {a and a.key: list(tiny_llamacpp.generate_ids(PROMPTS[0], a, GREEDY)) for a in (None, alpha, beta)}
+    # Interleave like two browser tabs on different adapters; each must get its own answer.
+    for adapter in (alpha, beta, None, beta, alpha, alpha, None):
+        assert list(tiny_llamacpp.generate_ids(PROMPTS[0], adapter, GREEDY)) == fresh[adapter and adapter.key]
+    assert tiny_llamacpp.llm.model == model_ptr
+    assert tiny_llamacpp.base_loads == 1
+
+
+def test_unload_then_reload_adapter(tiny_llamacpp, tiny_registry):
+    alpha = tiny_registry.get("alpha")
+    before = list(tiny_llamacpp.generate_ids(PROMPTS[2], alpha, GREEDY))
+    tiny_llamacpp.unload_adapter(alpha.key)
+    assert alpha.key not in tiny_llamacpp._adapters
+    assert list(tiny_llamacpp.generate_ids(PROMPTS[2], alpha, GREEDY)) == before
+
+
+def test_hf_engine_unload_adapter(tiny_hf, tiny_registry):
+    beta = tiny_registry.get("beta")
+    before = list(tiny_hf.generate_ids(PROMPTS[2], beta, GREEDY))
+    tiny_hf.unload_adapter(beta.key)
+    assert beta.key not in tiny_hf._loaded
+    assert list(tiny_hf.generate_ids(PROMPTS[2], beta, GREEDY)) == before
+
+
+def test_sampling_is_reproducible_under_a_seed(tiny_llamacpp, tiny_hf):
+    hot = GenerationSettings(max_tokens=8, temperature=1.5, top_k=0, top_p=1.0, seed=7)
+    for engine in (tiny_llamacpp, tiny_hf):
+        first = list(engine.generate_ids(PROMPTS[1], None, hot))
+        assert list(engine.generate_ids(PROMPTS[1], None, hot)) == first
+
+
+def test_max_tokens_is_respected(tiny_llamacpp, tiny_hf):
+    for engine in (tiny_llamacpp, tiny_hf):
+        assert len(list(engine.generate_ids(PROMPTS[0], None, GenerationSettings(max_tokens=3)))) == 3
+
+
+class ScriptedEngine:
+    """Plays back fixed token ids; ids map to text pieces, so stop handling can be tested exactly."""
+
+    def __init__(self, pieces, prompt_format="qa"):
+        from assistant.prompts import get_format
+
+        self.pieces, self.prompt_format, self.prompts = pieces, get_format(prompt_format), []
+
+    def generate_ids(self, prompt, adapter, settings):
+        self.prompts.append(prompt)
+        yield from range(10, 10 + len(self.pieces))
+
+    def detokenize(self, ids):
+        return "".join(self.pieces[i - 10] if i >= 10 else "" for i in ids)
+
+
+def test_stream_stops_at_newline_and_strips_the_format_space():
+    engine = ScriptedEngine([" Par", "is", "\n", "Question", ":"])
+    assert "".join(stream_answer(engine, [{"role": "user", "content": "Capital of France?"}], None, GREEDY)) == "Paris"
+    assert engine.prompts == ["Question: Capital of France?\nAnswer:"]
+
+
+def test_stream_stops_at_end_token_in_chat_format():
+    engine = ScriptedEngine(["Hi", " there", "<end_of", "_turn>", "more"], prompt_format="gemma-chat")
+    pieces = list(stream_answer(engine, [{"role": "user", "content": "hello"}], None, GREEDY))
+    assert "".join(pieces) == "Hi there"
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError, match="max_tokens"):
+        GenerationSettings(max_tokens=0)
+    with pytest.raises(ValueError, match="temperature"):
+        GenerationSettings(temperature=-1)

@@ -1,0 +1,76 @@
+"""A tiny random Gemma 3 (2 layers, hidden 32) with the real Gemma 3 tokenizer, and adapters for it.
+
+Built in seconds from the embedded base's tokenizer; both an HF directory (for peft/transformers)
+and a GGUF (for llama.cpp) of the same weights, so the engines can be compared token for token.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from assistant.base import Base, file_sha256
+from assistant.gguf_io import write_model_gguf
+from assistant.registry import Registry, publish_peft_model
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def tiny_config(vocab_size: int = 262144):
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+        query_pre_attn_scalar=16,  # llama.cpp scales queries by 1/sqrt(head_dim)
+        sliding_window=512, max_position_embeddings=2048, initializer_range=0.3,
+        layer_types=["sliding_attention", "sliding_attention"],
+    )
+
+
+def build_tiny_base(out_dir: Path, embedded: Base, seed: int = 0) -> Base:
+    """Random tiny Gemma 3 as HF dir + f32 GGUF, identified by the GGUF's sha256."""
+    import torch
+    from transformers import Gemma3ForCausalLM
+
+    torch.manual_seed(seed)
+    model = Gemma3ForCausalLM(tiny_config()).eval()
+    with torch.no_grad():  # random norms, so the +1 convention for norm weights is really tested
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.uniform_(-0.5, 0.5)
+    hf_dir = out_dir / "hf"
+    model.save_pretrained(hf_dir)
+    src = embedded.ensure_hf_dir(progress=False)
+    for fname in TOKENIZER_FILES:
+        shutil.copy(src / fname, hf_dir / fname)
+    gguf_path = out_dir / "tiny.gguf"
+    tensors = ((k, v.detach().numpy()) for k, v in model.state_dict().items())
+    write_model_gguf(model.config.to_dict(), tensors, gguf_path, tokenizer_gguf=embedded.gguf_path, dtype="f32")
+    return Base(name="tiny-gemma3", sha256=file_sha256(gguf_path), gguf_path=gguf_path, hf_dir=hf_dir,
+                prompt_format="qa", cache_dir=out_dir / "cache")
+
+
+def make_lora(base: Base, seed: int, targets=("q_proj", "v_proj"), r: int = 4, alpha: int = 8):
+    """A peft LoRA with random A and B (not the zero-B init), so it really changes the output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base.hf_dir, dtype=torch.float32)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_" in name:
+                param.normal_(0.0, 0.5)
+    return peft_model
+
+
+def publish_tiny_adapter(registry: Registry, base: Base, name: str, seed: int, **kwargs):
+    peft_model = make_lora(base, seed, **kwargs)
+    manifest = {"base_sha256": base.sha256, "prompt_format": "qa", "description": f"random test adapter {name}",
+                "training": {"kind": "random", "seed": seed}}
+    return publish_peft_model(registry, peft_model, name, manifest)
