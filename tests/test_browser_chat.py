@@ -1,0 +1,54 @@
+"""The chat tab in a real browser: pick an adapter, ask, read the streamed answer; two tabs at once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser import ask, browser, choose_adapter, last_answer, running_app
+from playwright.sync_api import expect
+
+from assistant.engines import GenerationSettings
+
+pytestmark = pytest.mark.browser
+QUESTION = "What grows well in sandy soil?"
+
+
+def _expected(engine, registry, name):
+    adapter = registry.get(name) if name else None
+    return "".join(engine.generate([{"role": "user", "content": QUESTION}], adapter, GenerationSettings(max_tokens=256)))
+
+
+def _norm(text):
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_two_pages_chat_with_different_adapters_at_once(tiny_base, tiny_adapters, tiny_llamacpp, tiny_registry):
+    expected = {name: _expected(tiny_llamacpp, tiny_registry, name) for name in ("alpha", "beta")}
+    assert expected["alpha"] != expected["beta"]
+    with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters)) as url, browser() as b:
+        pages = {name: b.new_page() for name in expected}
+        for name, page in pages.items():
+            page.goto(url)
+            choose_adapter(page, f"{name} (v1)")
+            expect(page.locator("#adapter-card")).to_contain_text(f"{name} v1")  # the chosen adapter's card
+            assert f"**{name}**" not in page.locator("#adapter-card").inner_text()  # rendered, not raw markdown
+        for page in pages.values():  # both questions in flight before either answer is read
+            ask(page, QUESTION)
+        for name, page in pages.items():
+            answer = last_answer(page, f"{name} v1")
+            assert _norm(expected[name])[:40] in _norm(answer), (name, answer)
+            assert f"— {name} v1" in answer
+
+
+def test_empty_question_does_nothing_and_clear_empties(tiny_base, tiny_adapters):
+    with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters)) as url, browser() as b:
+        page = b.new_page()
+        page.goto(url)
+        ask(page, "   ")
+        page.wait_for_timeout(1500)
+        assert page.locator("#chatbot .message").count() == 0
+        ask(page, QUESTION)
+        last_answer(page, "base model")
+        page.locator("#clear").click()
+        page.wait_for_function("() => document.querySelectorAll('#chatbot .message').length === 0")
