@@ -49,6 +49,10 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/chat.py
+	$(BIN)/python benchmarks/train.py
+
+adapters: setup
+	$(BIN)/python scripts/build_adapters.py
 
 lint: setup
 	$(BIN)/ruff check assistant ui tests benchmarks

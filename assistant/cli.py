@@ -44,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file")
     validate.add_argument("--json", action="store_true")
 
+    train = sub.add_parser("train", help="fine-tune an adapter from a Q&A file, evaluate it, publish it")
+    _common(train)
+    train.add_argument("--data", required=True, help="CSV, XLSX, JSONL or JSON with question/answer columns")
+    train.add_argument("--name", required=True, help="adapter name (a new version if it exists)")
+    train.add_argument("--preset", default="fast", help="fast (default), seed (the proof of concept), tiny")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one training setting, e.g. --set learning_rate=5e-4 (repeatable)")
+    train.add_argument("--description", default="")
+    train.add_argument("--allow-conflicts", action="store_true", help="train although a question has two answers")
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)  # for the app's job runner
+
     provision = sub.add_parser("provision", help="prepare the base (assemble and convert once)")
     provision.add_argument("--base", default=os.environ.get("ASSISTANT_BASE"))
 
@@ -127,6 +139,97 @@ def cmd_validate(args) -> int:
     return 1 if report.blocking_problems() else 0
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """KEY=VALUE strings -> typed TrainConfig overrides; unknown keys and bad values are ValueErrors."""
+    from dataclasses import fields
+
+    from assistant.train import TrainConfig
+
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise ValueError(f"--set needs KEY=VALUE with KEY one of: {', '.join(sorted(types))}")
+        kind = str(types[key])
+        try:
+            if "bool" in kind:
+                out[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            elif "tuple" in kind:
+                out[key] = tuple(v.strip() for v in value.split(",") if v.strip())
+            elif "float" in kind:
+                out[key] = float(value)
+            elif "int" in kind:
+                out[key] = int(value)
+            else:
+                out[key] = value
+        except ValueError:
+            raise ValueError(f"--set {key}: '{value}' is not a valid {kind}") from None
+    return out
+
+
+def cmd_train(args) -> int:
+    import signal
+    import threading
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from assistant.data import DataError, load_qa_file
+    from assistant.train import TrainingCancelled, preset, train
+
+    def emit(event: dict) -> None:
+        if args.progress_json:
+            print(json.dumps(event), flush=True)
+
+    def fail(message: str, code: int) -> int:
+        emit({"phase": "error", "message": message})
+        return _fail(message, code)
+
+    try:
+        cfg = preset(args.preset, allow_conflicts=args.allow_conflicts, **parse_overrides(args.set))
+        data_bytes = Path(args.data).read_bytes()
+        report = load_qa_file(args.data)
+    except (DataError, ValueError) as exc:
+        return fail(str(exc), 1)
+    except OSError as exc:
+        return fail(f"cannot read {args.data}: {exc.strerror or exc}", 1)
+    problems = report.blocking_problems(allow_conflicts=cfg.allow_conflicts)
+    if problems:
+        if not args.progress_json:
+            print(report.summary(), file=sys.stderr)
+        return fail("cannot train on this file: " + "; ".join(problems), 1)
+    cancel = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: cancel.set())  # stop at the next step, publish nothing
+    assistant = _open(args)
+
+    def show(p) -> None:
+        emit(asdict(p))
+        if not args.json and not args.progress_json:
+            loss = f" loss {p.loss:.3f}" if p.loss is not None else ""
+            eta = f" eta {p.eta_s:.0f}s" if p.eta_s is not None and p.phase == "train" else ""
+            print(f"[{p.phase}] {p.message}{loss}{eta}", file=sys.stderr, flush=True)
+
+    try:
+        result = train(cfg, assistant.base, assistant.registry, report, args.name, evaluator=assistant.engine,
+                       on_progress=show, cancel=cancel, data_bytes=data_bytes, description=args.description)
+    except TrainingCancelled as exc:
+        return fail(str(exc), 1)
+    summary = {"adapter": result.adapter.describe(), "steps": result.steps,
+               "train_seconds": result.train_seconds, "learned_at_step": result.learned_at_step}
+    from assistant.evaluate import format_card
+
+    if args.progress_json:
+        emit({"phase": "result", **summary})
+    elif args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"published {result.adapter.name} v{result.adapter.version} after {result.steps} steps "
+              f"({result.train_seconds:.0f} s of training)")
+        print(format_card(result.report_card))
+    return 0
+
+
 def cmd_provision(args) -> int:
     from assistant.base import resolve_base
 
@@ -139,11 +242,11 @@ def cmd_provision(args) -> int:
 def cmd_serve(args) -> int:
     from ui.app import serve
 
-    serve(_open(args), host=args.host, port=args.port)
+    serve(_open(args), host=args.host, port=args.port, base_spec=args.base)
     return 0
 
 
-COMMANDS = {"chat": cmd_chat, "adapters": cmd_adapters, "validate": cmd_validate,
+COMMANDS = {"chat": cmd_chat, "adapters": cmd_adapters, "validate": cmd_validate, "train": cmd_train,
             "provision": cmd_provision, "serve": cmd_serve}
 
 if __name__ == "__main__":

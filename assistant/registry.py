@@ -250,10 +250,13 @@ class Registry:
         return self._load(target, "local")
 
 
-def publish_peft_model(registry: Registry, peft_model, name: str, manifest: dict, extra_files: dict | None = None) -> Adapter:
+def publish_peft_model(registry: Registry, peft_model, name: str, manifest: dict, extra_files: dict | None = None,
+                       before_publish=None) -> Adapter:
     """Save a peft model's LoRA, convert it for llama.cpp, and publish both as one adapter version.
 
     `extra_files` maps a file name to bytes to store beside the weights (the training data, say).
+    `before_publish(staging_dir) -> report card` runs on the complete staged adapter (to evaluate
+    it) before it becomes visible; its result goes into the manifest.
     """
     from assistant.gguf_io import write_lora_gguf
 
@@ -265,6 +268,8 @@ def publish_peft_model(registry: Registry, peft_model, name: str, manifest: dict
         write_lora_gguf(staging, staging / "adapter.gguf")
         for fname, data in (extra_files or {}).items():
             (staging / fname).write_bytes(data)
+        if before_publish is not None:
+            manifest = {**manifest, "report_card": before_publish(staging)}
         return registry.publish(staging, name, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when publish moved it

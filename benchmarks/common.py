@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: peak memory, isolated child runs, the results table and JSON.
+"""Helpers shared by the benchmarks: timing streams, peak memory, how busy the machine was,
+isolated child runs, the results table and JSON.
 
 Every measure becomes a `Row`: a value, its unit and, where the issue tracker sets one, a target.
 A row with a target reads PASS or MISSED; a row whose measurement failed carries the error text and
@@ -15,11 +16,13 @@ import resource
 import statistics
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, is_dataclass
 from importlib import metadata
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BUSY = "other processes' CPU share"
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
 
 
@@ -28,9 +31,66 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall s, this process's CPU s, all CPUs' busy s from /proc/stat), for `others_cpu_share`."""
+    ticks = [int(x) for x in (_read("/proc/stat").split("\n", 1)[0].split()[1:9] or [0] * 8)]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    return time.perf_counter(), time.process_time(), busy
+
+
+def others_cpu_share(before: tuple, after: tuple) -> float:
+    """Share of the machine's CPUs used by other processes between two snapshots (0 = idle machine).
+
+    Our own CPU share cannot tell: llama.cpp's threads spin while they wait, so it reads ~100% even
+    when another process halves the throughput.
+    """
+    wall, own, busy = (a - b for a, b in zip(after, before, strict=True))
+    return max(0.0, (busy - own) / (max(wall, 1e-9) * (os.cpu_count() or 1)))
+
+
+def with_load(section, *args) -> list:
+    """A section's rows plus how much CPU other processes took meanwhile (0 = the machine was ours)."""
+    before = cpu_snapshot()
+    rows = section(*args)
+    after = cpu_snapshot()
+    return rows + [row(BUSY, others_cpu_share(before, after)), row("section wall time", after[0] - before[0], "s")]
+
+
 def median(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+@dataclass
+class Run:
+    ttft_ms: float | None  # call to first item
+    decode_tps: float | None  # items after the first / time after the first
+    items: list
+
+
+def timed(start, limit: int, deadline_s: float = 15.0) -> Run:
+    """Consume up to `limit` items from the iterator `start()` returns; the clock starts before the call.
+
+    A run stops at `deadline_s` with what it has: when another process competes for the cores,
+    llama.cpp's spinning threads can slow down a hundredfold, and the benchmark must still end.
+    """
+    t0 = time.perf_counter()
+    stream = start()
+    items, first = [], None
+    try:
+        for item in stream:
+            if first is None:
+                first = time.perf_counter()
+            items.append(item)
+            if len(items) >= limit or time.perf_counter() - t0 > deadline_s:
+                break
+        end = time.perf_counter()
+    finally:
+        getattr(stream, "close", lambda: None)()  # now, not at GC: our engines' generators hold a lock
+    if first is None:
+        return Run(None, None, items)
+    tps = (len(items) - 1) / (end - first) if len(items) > 1 else None
+    return Run((first - t0) * 1e3, tps, items)
 
 
 @dataclass
@@ -114,9 +174,13 @@ def run_child(script: Path, args: list[str], timeout: float) -> dict:
     return {"error": (errors[-1] if errors else f"exit code {proc.returncode}")[:300]}
 
 
+def _jsonable(obj):
+    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else str(obj)
+
+
 def write_json(name: str, data: dict) -> Path:
+    """benchmarks/results/<name>.json (git-ignored); Rows and other dataclasses become objects."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    payload = {**data, "rows": [asdict(r) if isinstance(r, Row) else r for r in data.get("rows", [])]}
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
     return path

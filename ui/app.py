@@ -8,20 +8,25 @@ import os
 import gradio as gr
 
 from ui import chat
+from ui import train as training
 
 TITLE = "Field assistant"
 
 
-def build(assistant) -> gr.Blocks:
+def build(assistant, jobs=None) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}\nChat with the base model or a specialised adapter. "
                     f"<sub>Base: {assistant.base.name} · engine: {assistant.engine.name}</sub>")
-        with gr.Tab("Chat", id="chat"):
-            _chat_tab(assistant)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Chat", id="chat"):
+                adapter, card, broken = _chat_tab(assistant)
+            if jobs is not None:
+                with gr.Tab("Train", id="train"):
+                    _train_tab(assistant, jobs, demo, tabs, adapter, card, broken)
     return demo
 
 
-def _chat_tab(assistant) -> None:
+def _chat_tab(assistant):
     with gr.Row(equal_height=True):
         adapter = gr.Dropdown(choices=chat.adapter_choices(assistant), value=chat.NONE_VALUE, scale=4,
                               label="Adapter for this chat", elem_id="adapter-select", interactive=True)
@@ -47,19 +52,66 @@ def _chat_tab(assistant) -> None:
     send.click(respond, inputs, outputs, concurrency_limit=8)
     clear.click(chat.clear, None, outputs)
 
-    def refreshed(current):
-        choices = chat.adapter_choices(assistant)
-        value = current if current in {v for _, v in choices} else chat.NONE_VALUE
-        return gr.Dropdown(choices=choices, value=value), chat.adapter_card(assistant, value), chat.unusable_note(assistant)
-
-    refresh.click(refreshed, adapter, [adapter, card, broken])
+    refresh.click(functools.partial(_refreshed, assistant), adapter, [adapter, card, broken])
     adapter.change(functools.partial(chat.adapter_card, assistant), adapter, card)
-    adapter.focus(refreshed, adapter, [adapter, card, broken])
+    adapter.focus(functools.partial(_refreshed, assistant), adapter, [adapter, card, broken])
+    return adapter, card, broken
 
 
-def serve(assistant, host: str = "127.0.0.1", port: int = 7860) -> None:
+def _refreshed(assistant, wanted):
+    """New adapter choices (an adapter published meanwhile appears), keeping or setting the choice."""
+    choices = chat.adapter_choices(assistant)
+    value = wanted if wanted in {v for _, v in choices} else chat.NONE_VALUE
+    return gr.Dropdown(choices=choices, value=value), chat.adapter_card(assistant, value), chat.unusable_note(assistant)
+
+
+def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken) -> None:
+    gr.Markdown("Teach the model your own facts from a question–answer file. Training runs in the background; "
+                "chats keep working meanwhile.")
+    with gr.Row():
+        upload = gr.File(label="Q&A file (CSV, Excel, JSON Lines, JSON)", file_types=[".csv", ".tsv", ".txt", ".xlsx",
+                         ".jsonl", ".json"], type="filepath", elem_id="train-upload")
+        with gr.Column():
+            name = gr.Textbox(label="Adapter name", placeholder="e.g. maize-kenya", elem_id="train-name")
+            preset = gr.Radio(training.PRESET_CHOICES, value="fast", label="Recipe", elem_id="train-preset")
+            description = gr.Textbox(label="Description (shown on the chat card)", lines=1)
+    report = gr.Markdown(training.validate_upload(None)[0], elem_id="train-report")
+    validated = gr.State(None)
+    with gr.Accordion("Advanced settings", open=False):
+        with gr.Row():
+            rank = gr.Slider(4, 64, value=16, step=4, label="LoRA rank (alpha = 2 × rank)")
+            lr = gr.Number(value=1e-3, label="Learning rate", minimum=1e-6, maximum=0.1)
+            epochs = gr.Slider(1, 200, value=40, step=1, label="Epochs at most (stops early once learnt)")
+            replay = gr.Slider(0, 64, value=32, step=1, label="General questions replayed per step")
+        allow_conflicts = gr.Checkbox(False, label="Train even if a question has conflicting answers")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        stop = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
+    status = gr.Markdown(elem_id="train-status")
+    progress = gr.HTML(elem_id="train-progress-box")
+    plot = gr.LinePlot(training.loss_frame(None), x="step", y="loss", title="Training loss", height=220)
+    card = gr.Markdown(elem_id="train-card")
+    published = gr.State("")
+    open_chat = gr.Button("Chat with the new adapter", visible=False, elem_id="train-open-chat")
+
+    upload.change(training.validate_upload, upload, [report, validated, name])
+    watch = functools.partial(training.watch, jobs)
+    start.click(functools.partial(training.start, jobs, assistant.registry.data_dir / "uploads"),
+                [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts], status
+                ).then(watch, None, [progress, plot, card, published])
+    stop.click(functools.partial(training.cancel, jobs), None, status)
+    demo.load(watch, None, [progress, plot, card, published])  # a reload finds the running job
+    published.change(lambda n: gr.Button(visible=bool(n), value=f"Chat with {n}" if n else ""), published, open_chat)
+    open_chat.click(lambda: gr.Tabs(selected="chat"), None, tabs).then(
+        functools.partial(_refreshed, assistant), published, [chat_adapter, chat_card, chat_broken])
+
+
+def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str | None = None) -> None:
+    from assistant.jobs import JobManager
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    demo = build(assistant)
+    jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name)
+    demo = build(assistant, jobs)
     demo.queue(default_concurrency_limit=8)
     print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)
     demo.launch(server_name=host, server_port=port, show_error=False, footer_links=["api"],

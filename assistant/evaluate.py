@@ -1,0 +1,131 @@
+"""The report card: does the adapter know its facts, and did the base keep what it knew?
+
+Greedy answers (reproducible) are scored three ways, before (bare base) and after (with adapter):
+- recall: training questions whose answer contains the key fact;
+- held-out recall: the same for held-out paraphrases (the file's test rows);
+- retention: of the general probes the bare base answers correctly, the share still answered
+  correctly with the adapter (datasets/probes/general.jsonl).
+
+The key fact is the row's `keywords` (every keyword must appear). Without keywords, the rule is:
+the normalised reference answer appears in the answer, or at least 70% of its content words
+(longer than three letters, not stop words) do. Normalising lowercases, folds accents, and turns
+punctuation into spaces, so "Crystalburg." matches "crystalburg".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assistant.engines import GenerationSettings
+from assistant.paths import DATASETS
+
+PROBES = DATASETS / "probes" / "general.jsonl"
+REPLAY = DATASETS / "probes" / "replay.jsonl"
+EVAL_SETTINGS = GenerationSettings(max_tokens=64, temperature=0.0)
+STOP_WORDS = {"the", "and", "that", "with", "from", "this", "have", "they", "their", "into", "about", "which",
+              "when", "what", "where", "will", "your", "than", "then", "them", "been", "also", "most", "more"}
+
+
+@dataclass
+class Probe:
+    """A question with what a correct answer must contain."""
+
+    question: str
+    answer: str
+    keywords: list[str] = field(default_factory=list)
+
+
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^\w%°.]+|(?<!\d)\.|\.(?!\d)", " ", text).split())
+
+
+def is_correct(answer: str, probe: Probe) -> bool:
+    got = f" {normalise(answer)} "
+    if probe.keywords:
+        return all(f"{normalise(k)}" in got for k in probe.keywords if normalise(k))
+    reference = normalise(probe.answer)
+    if reference and f" {reference} " in got:
+        return True
+    words = [w for w in reference.split() if len(w) > 3 and w not in STOP_WORDS]
+    return bool(words) and sum(f" {w} " in got for w in words) / len(words) >= 0.7
+
+
+def load_probes(path: Path = PROBES) -> list[Probe]:
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Probe(r["question"], r.get("answer", ""), list(r.get("keywords") or [])) for r in rows]
+
+
+Answerer = Callable[[str], str]  # question -> greedy answer text
+
+
+def score(answer_fn: Answerer, probes: list[Probe]) -> tuple[float, list[dict]]:
+    """(share correct, per-question details) for one answerer over a probe list."""
+    details = []
+    for probe in probes:
+        answer = answer_fn(probe.question)
+        details.append({"question": probe.question, "answer": answer, "correct": is_correct(answer, probe)})
+    share = sum(d["correct"] for d in details) / len(details) if details else 0.0
+    return share, details
+
+
+def engine_answerer(engine, adapter) -> Answerer:
+    def answer(question: str) -> str:
+        return "".join(engine.generate([{"role": "user", "content": question}], adapter, EVAL_SETTINGS)).strip()
+
+    return answer
+
+
+def report_card(engine, adapter, train: list[Probe], heldout: list[Probe], probes: list[Probe],
+                before: dict | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """Before/after scores; `before` (the bare base's results) can be passed in when already known."""
+    def measure(target) -> dict:
+        answer = engine_answerer(engine, target)
+        results = {}
+        for key, items in (("recall", train), ("heldout_recall", heldout), ("retention_raw", probes)):
+            if progress:
+                progress(f"{'after' if target else 'before'}: {key.replace('_raw', '')}")
+            if items:
+                results[key], results[f"{key}_details"] = score(answer, items)
+        return results
+
+    before = before or measure(None)
+    after = measure(adapter)
+    card = {"before": _summary(before), "after": _summary(after), "counts": {
+        "train": len(train), "heldout": len(heldout), "probes": len(probes)}}
+    known = [i for i, d in enumerate(before.get("retention_raw_details", [])) if d["correct"]]
+    if known:
+        kept = sum(after["retention_raw_details"][i]["correct"] for i in known)
+        card["after"]["retention"] = kept / len(known)
+        card["before"]["retention"] = 1.0
+        card["counts"]["probes_known_by_base"] = len(known)
+        card["forgotten"] = [after["retention_raw_details"][i] for i in known
+                             if not after["retention_raw_details"][i]["correct"]][:10]
+    card["misses"] = [d for d in after.get("heldout_recall_details", []) if not d["correct"]][:10]
+    card["_before_raw"] = before
+    return card
+
+
+def _summary(results: dict) -> dict:
+    return {k: v for k, v in results.items() if isinstance(v, float) and k != "retention_raw"}
+
+
+def format_card(card: dict) -> str:
+    rows = [("recall (training questions)", "recall"), ("held-out recall (paraphrases)", "heldout_recall"),
+            ("retention (general knowledge kept)", "retention")]
+    lines = [f"{'':36} {'before':>8} {'after':>8}"]
+    for label, key in rows:
+        if key in card["after"]:
+            b = card["before"].get(key)
+            lines.append(f"{label:36} {b if b is None else f'{b:.0%}':>8} {card['after'][key]:>8.0%}")
+    for miss in card.get("misses", [])[:3]:
+        lines.append(f"  missed: {miss['question']} -> {miss['answer'][:80]}")
+    for lost in card.get("forgotten", [])[:3]:
+        lines.append(f"  forgot: {lost['question']} -> {lost['answer'][:80]}")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""Rebuild the shipped adapters (adapters/xylandia, adapters/agriculture) with the `fast` recipe.
+
+Each is trained into a temporary data directory exactly as `assistant train` would, then copied
+into adapters/<name>/ (replacing the old one only once the new one is complete).
+
+Usage: python scripts/build_adapters.py [NAME ...]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from assistant.base import resolve_base
+from assistant.data import load_qa_file
+from assistant.engines.llamacpp import LlamaCppEngine
+from assistant.evaluate import format_card
+from assistant.paths import DATASETS, SHIPPED_ADAPTERS
+from assistant.registry import Registry
+from assistant.train import preset, train
+
+SHIPPED = {
+    "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg)."),
+    "agriculture": ("agriculture/agriculture.jsonl", "Farming Q&A: crops, regional practices, soil and water, "
+                                                     "techniques, pests and diseases."),
+}
+
+
+def build(name: str, base, engine) -> None:
+    rel, description = SHIPPED[name]
+    data = DATASETS / rel
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = Registry(base.sha256, Path(tmp))
+        result = train(preset("fast"), base, registry, load_qa_file(data), name, evaluator=engine,
+                       data_bytes=data.read_bytes(), description=description,
+                       on_progress=lambda p: print(f"  [{p.phase}] {p.message}", flush=True) if p.phase != "train" or p.step % 5 == 0 else None)
+        staged = SHIPPED_ADAPTERS / f".{name}.new"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(result.adapter.path, staged)
+        target = SHIPPED_ADAPTERS / name
+        old = SHIPPED_ADAPTERS / f".{name}.old"
+        if target.exists():
+            target.rename(old)
+        staged.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    print(f"{name}: {result.steps} steps, {result.train_seconds:.0f} s\n{format_card(result.report_card)}", flush=True)
+
+
+def main(names: list[str]) -> None:
+    base = resolve_base()
+    engine = LlamaCppEngine(base.gguf_path, prompt_format=base.prompt_format)
+    SHIPPED_ADAPTERS.mkdir(exist_ok=True)
+    for name in names or list(SHIPPED):
+        if name not in SHIPPED:
+            sys.exit(f"unknown shipped adapter '{name}' (known: {', '.join(SHIPPED)})")
+        build(name, base, engine)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

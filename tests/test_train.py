@@ -1,0 +1,121 @@
+"""The training recipe on the tiny Gemma 3: it learns, writes everything, cancels cleanly, replays."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from assistant import train as recipe
+from assistant.data import load_qa_file
+from assistant.registry import Registry
+
+FACTS = [("What colour is the Zorblat fruit?", "The Zorblat fruit is violet."),
+         ("Which river waters the Quenth valley?", "The Silverrun river waters the Quenth valley."),
+         ("How tall does Mirrow grass grow?", "Mirrow grass grows to 40 cm.")]
+
+
+@pytest.fixture()
+def fact_file(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    rows = [{"question": q, "answer": a} for q, a in FACTS]
+    rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _train(tiny_base, tmp_path, fact_file, evaluator=None, cancel=None, on_progress=None, **overrides):
+    registry = Registry(tiny_base.sha256, tmp_path / "data")
+    cfg = recipe.preset("tiny", **overrides)
+    result = recipe.train(cfg, tiny_base, registry, load_qa_file(fact_file), "facts", evaluator=evaluator,
+                          cancel=cancel, on_progress=on_progress, data_bytes=fact_file.read_bytes())
+    return registry, result
+
+
+def test_loss_falls_and_everything_is_published(tiny_base, tmp_path, fact_file, tiny_llamacpp):
+    events = []
+    registry, result = _train(tiny_base, tmp_path, fact_file, evaluator=tiny_llamacpp, on_progress=events.append,
+                              epochs=8, replay_per_step=0)
+    assert result.losses[-1] < result.losses[0] * 0.8
+    adapter = registry.get("facts")
+    assert adapter.version == 1 and adapter.usable
+    files = {p.name for p in adapter.path.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "adapter.gguf", "manifest.json", "dataset.jsonl"} <= files
+    assert (adapter.path / "dataset.jsonl").read_bytes() == fact_file.read_bytes()  # kept byte for byte
+    m = adapter.manifest
+    assert m["dataset"]["sha256"] == load_qa_file(fact_file).sha256 and m["dataset"]["train_pairs"] == 3
+    assert m["training"]["preset"] == "tiny" and m["training"]["rank"] == 4 and m["training"]["steps"] == result.steps
+    card = m["report_card"]
+    assert set(card["after"]) >= {"recall", "heldout_recall"} and card["counts"] == {"train": 3, "heldout": 1, "probes": 40} | (
+        {"probes_known_by_base": card["counts"]["probes_known_by_base"]} if "probes_known_by_base" in card["counts"] else {})
+    phases = [e.phase for e in events]
+    assert phases[0] == "prepare" and "train" in phases and phases[-1] == "done"
+    train_events = [e for e in events if e.phase == "train"]
+    assert train_events[-1].step == result.steps and all(e.eta_s is not None and e.loss is not None for e in train_events)
+    assert not any(registry.staging_dir.iterdir())
+
+
+def test_cancel_publishes_nothing(tiny_base, tmp_path, fact_file):
+    cancel = threading.Event()
+
+    def stop_at_step_two(event):
+        if event.phase == "train" and event.step == 2:
+            cancel.set()
+
+    with pytest.raises(recipe.TrainingCancelled):
+        _train(tiny_base, tmp_path, fact_file, cancel=cancel, on_progress=stop_at_step_two, epochs=5, replay_per_step=0)
+    registry = Registry(tiny_base.sha256, tmp_path / "data")
+    assert registry.list() == []
+    assert not registry.staging_dir.exists() or not any(registry.staging_dir.iterdir())
+
+
+def test_replay_answers_are_mixed_into_every_step(tiny_base, tmp_path, fact_file, monkeypatch):
+    seen = []
+    real_step = recipe._step
+
+    def spy(model, batch, cfg, device):
+        seen.append(len(batch))
+        return real_step(model, batch, cfg, device)
+
+    monkeypatch.setattr(recipe, "_step", spy)
+    _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2)
+    assert seen and all(n == len(FACTS) + 2 for n in seen)
+
+
+def test_same_seed_same_losses(tiny_base, tmp_path, fact_file):
+    _, first = _train(tiny_base, tmp_path / "a", fact_file, epochs=3, replay_per_step=0, early_stop=False)
+    _, second = _train(tiny_base, tmp_path / "b", fact_file, epochs=3, replay_per_step=0, early_stop=False)
+    assert first.losses == second.losses
+
+
+def test_packed_batch_equals_separate_examples(tiny_base):
+    """Packing must not let one example attend to another."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base.hf_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_base.hf_dir)
+    a, b = (tok(t)["input_ids"] for t in ("Question: one?\nAnswer: yes", "Question: a longer second one?\nAnswer: no"))
+    with torch.no_grad():
+        packed = model(input_ids=torch.tensor([a + b]), position_ids=torch.tensor([list(range(len(a))) + list(range(len(b)))])).logits[0]
+        alone = torch.cat([model(input_ids=torch.tensor([x])).logits[0] for x in (a, b)])
+    assert torch.allclose(packed, alone, atol=1e-4)
+
+
+def test_conflicting_answers_refuse_to_train_unless_allowed(tiny_base, tmp_path):
+    path = tmp_path / "conflict.csv"
+    path.write_text("question,answer\nWhat is X?,Red\nWhat is X?,Blue\nWhat is Y?,Green\n")
+    with pytest.raises(ValueError, match="cannot train"):
+        _train(tiny_base, tmp_path, path)
+    registry, result = _train(tiny_base, tmp_path, path, allow_conflicts=True, epochs=1, replay_per_step=0)
+    assert registry.get("facts").usable
+
+
+@pytest.mark.parametrize("bad", [{"rank": 0}, {"learning_rate": 0}, {"epochs": 0}, {"target_modules": ("lm_head",)},
+                                 {"precision": "int3"}, {"dropout": 1.0}])
+def test_bad_config_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="invalid training config"):
+        recipe.preset("fast", **bad)
+    with pytest.raises(ValueError, match="unknown preset"):
+        recipe.preset("turbo")

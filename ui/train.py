@@ -1,0 +1,149 @@
+"""Training tab handlers: upload and validate, start/cancel a job, watch its progress, show the card.
+
+Training runs as a separate lower-priority process (assistant.jobs), so chats keep streaming; these
+handlers only start it and read its progress.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from assistant.data import DataError, DataReport, load_qa_file
+from assistant.registry import AdapterError, validate_name
+
+PRESET_CHOICES = [("Fast (recommended)", "fast"), ("Proof of concept (slow)", "seed"), ("Tiny (a quick check)", "tiny")]
+
+
+def describe_report(report: DataReport) -> str:
+    """The validation report as markdown: counts, rejected rows, conflicts, warnings."""
+    lines = [f"**{report.source}** — {report.rows_read} rows read, **{len(report.records)} accepted** "
+             f"({len(report.train)} for training, {len(report.test)} held out), {len(report.rejected)} rejected, "
+             f"{report.duplicates_folded} exact duplicates folded."]
+    if report.rejected:
+        lines.append("| row | why it was rejected |\n|---:|---|")
+        lines[-1] += "".join(f"\n| {r.row} | {_cell(r.reason)} |" for r in report.rejected[:50])
+        if len(report.rejected) > 50:
+            lines.append(f"…and {len(report.rejected) - 50} more.")
+    for conflict in report.conflicts[:20]:
+        answers = " / ".join(f"“{_cell(a)}”" for a in conflict.answers)
+        lines.append(f"⚠️ **Conflict** (rows {', '.join(map(str, conflict.rows))}): “{_cell(conflict.question)}” → {answers}")
+    for warning in report.warnings:
+        lines.append(f"⚠️ {_cell(warning)}")
+    problems = report.blocking_problems()
+    lines.append("❌ " + "; ".join(problems) if problems else "✅ Ready to train.")
+    return "\n\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Uploaded text is shown, never interpreted: no markdown, no HTML, no table breaks."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*") \
+        .replace("_", "\\_").replace("`", "\\`").replace("[", "\\[").replace("\n", " ")[:300]
+
+
+def validate_upload(path: str | None) -> tuple[str, str | None, str]:
+    """(report markdown, path of a validated file or None, suggested adapter name)."""
+    if not path:
+        return "Upload a CSV, Excel, JSON Lines or JSON file with question and answer columns.", None, ""
+    try:
+        report = load_qa_file(path, source_name=Path(path).name)
+    except DataError as exc:
+        return f"❌ {exc}", None, ""
+    except OSError as exc:
+        return f"❌ The file could not be read: {exc.strerror or exc}", None, ""
+    return describe_report(report), path, _suggest_name(Path(path).stem)
+
+
+def _suggest_name(stem: str) -> str:
+    name = "".join(c if c.isalnum() and c.isascii() else "-" for c in stem.lower()).strip("-_")[:48]
+    return name if name and name[0].isalnum() else ""
+
+
+def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, description: str, rank: float,
+          learning_rate: float, epochs: float, replay: float, allow_conflicts: bool) -> str:
+    """Start a job; returns a status line (errors are returned, never raised)."""
+    if not path:
+        return "❌ Upload and validate a file first."
+    try:
+        validate_name((name or "").strip())
+    except AdapterError as exc:
+        return f"❌ {exc}"
+    # Keep our own copy: Gradio's temporary upload can vanish before the job reads it.
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    copy = uploads_dir / f"{int(time.time())}-{_suggest_name(Path(path).stem) or 'upload'}{Path(path).suffix.lower()}"
+    shutil.copyfile(path, copy)
+    overrides = {"allow_conflicts": bool(allow_conflicts)}
+    if preset == "fast":  # advanced settings apply to the tunable preset; seed is the PoC, exactly
+        overrides |= {"rank": int(rank), "alpha": 2 * int(rank), "learning_rate": float(learning_rate),
+                      "epochs": int(epochs), "replay_per_step": int(replay)}
+    try:
+        job = jobs.start(copy, name.strip(), preset, overrides, description=(description or "").strip())
+    except RuntimeError as exc:
+        return f"❌ {exc}"
+    return f"Started training **{job.name}**."
+
+
+def cancel(jobs) -> str:
+    return "Cancelling… nothing will be published." if jobs.cancel() else "No training is running."
+
+
+def progress_html(job) -> str:
+    if job is None:
+        return ""
+    last = job.last
+    total, step = last.get("total") or 0, last.get("step") or 0
+    share = 100 if job.state == "done" else (int(100 * step / total) if total and last.get("phase") == "train" else 0)
+    eta = last.get("eta_s")
+    eta_text = f" · about {eta:.0f} s left" if eta is not None and last.get("phase") == "train" else ""
+    state = {"running": f"{last.get('phase', '')}: {last.get('message', '')}{eta_text}",
+             "done": "done", "failed": f"failed: {job.error}", "cancelled": job.error or "cancelled"}[job.state]
+    return (f"<div id='train-progress' data-state='{job.state}'><b>{_escape(job.name)}</b> — {_escape(state)}"
+            f"<div style='background:#e5e7eb;border-radius:4px;height:12px;margin-top:4px'>"
+            f"<div style='width:{share}%;background:#16a34a;height:12px;border-radius:4px'></div></div></div>")
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def loss_frame(job):
+    import pandas as pd
+
+    points = job.losses if job is not None else []
+    return pd.DataFrame({"step": [p[0] for p in points], "loss": [p[1] for p in points]})
+
+
+def report_card_markdown(job) -> str:
+    if job is None or job.result is None:
+        return ""
+    adapter = job.result["adapter"]
+    card = adapter.get("report_card") or {}
+    lines = [f"### Report card — {adapter['name']} v{adapter['version']}",
+             f"Trained in {job.result['train_seconds']:.0f} s ({job.result['steps']} steps).",
+             "| | before | after |\n|---|---:|---:|"]
+    for key, label in (("recall", "Recall (training questions)"), ("heldout_recall", "Held-out recall (paraphrases)"),
+                       ("retention", "Retention (general knowledge kept)")):
+        if key in card.get("after", {}):
+            before = card.get("before", {}).get(key)
+            lines[-1] += f"\n| {label} | {'' if before is None else f'{before:.0%}'} | **{card['after'][key]:.0%}** |"
+    for miss in card.get("misses", [])[:5]:
+        lines.append(f"- missed: “{_cell(miss['question'])}” → “{_cell(miss['answer'])}”")
+    for lost in card.get("forgotten", [])[:5]:
+        lines.append(f"- forgot: “{_cell(lost['question'])}” → “{_cell(lost['answer'])}”")
+    return "\n\n".join(lines)
+
+
+def watch(jobs, poll_s: float = 0.5) -> Iterator[tuple]:
+    """Stream (progress html, loss frame, card markdown, published name) until the job ends."""
+    job = jobs.current
+    if job is None:
+        yield "", loss_frame(None), "", ""
+        return
+    while True:
+        finished = job.finished
+        yield progress_html(job), loss_frame(job), report_card_markdown(job), job.name if job.state == "done" else ""
+        if finished:
+            return
+        time.sleep(poll_s)
