@@ -52,8 +52,9 @@ class Job:
 class JobManager:
     """Starts training jobs one at a time and keeps their progress for whoever asks."""
 
-    def __init__(self, base_spec: str | None, data_dir: Path, engine: str = "llamacpp"):
+    def __init__(self, base_spec: str | None, data_dir: Path, engine: str = "llamacpp", on_busy=None):
         self.base_spec, self.data_dir, self.engine = base_spec, Path(data_dir), engine
+        self.on_busy = on_busy or (lambda busy: None)  # told when a job starts and ends (to share cores)
         self.current: Job | None = None
         self._lock = threading.Lock()
         self._counter = 0
@@ -73,8 +74,12 @@ class JobManager:
                 value = ",".join(value) if isinstance(value, list | tuple) else value
                 command += ["--set", f"{key}={value}"]
             job = Job(id=f"job-{self._counter}", name=name, command=command)
+            # The job gets one thread fewer than the machine has cores, the chats keep the rest.
+            threads = str(max(1, len(os.sched_getaffinity(0)) - 1))
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "ASSISTANT_TRAIN_THREADS": threads}
             job.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                           preexec_fn=_lower_priority, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                           preexec_fn=_lower_priority, env=env)
+            self.on_busy(True)
             threading.Thread(target=self._watch, args=(job,), daemon=True).start()
             self.current = job
             return job
@@ -100,6 +105,7 @@ class JobManager:
             else:
                 job.events.append(event)
         code = job.process.wait()
+        self.on_busy(False)
         stderr = job.process.stderr.read() if job.process.stderr else ""
         if job.result is not None and code == 0:
             job.state = "done"

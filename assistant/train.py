@@ -49,7 +49,7 @@ class TrainConfig:
     warmup_steps: int = 2  # linear warmup, so the first big steps don't overshoot
     epochs: int = 40  # passes over the training pairs at most
     batch_size: int = 0  # examples per step; 0 = as many as fit in max_batch_tokens
-    max_batch_tokens: int = 4096  # packed tokens per step at most
+    max_batch_tokens: int = 2048  # packed tokens per step at most (4096 ran out of 24 GB: logits, attention)
     repeats: int = 1  # each training pair is seen this many times per epoch (the PoC used 10)
     answer_only_loss: bool = True  # loss on answer tokens only (False: on every token, as the PoC)
     packing: bool = True  # lay examples end to end instead of padding them
@@ -141,7 +141,8 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
         raise ValueError("cannot train on this file: " + "; ".join(problems))
     fmt = get_format(base.prompt_format)
     _seed_everything(cfg.seed)
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    # The app's job runner asks for fewer threads so chats keep a core (see assistant/jobs.py).
+    torch.set_num_threads(int(os.environ.get("ASSISTANT_TRAIN_THREADS") or max(1, len(os.sched_getaffinity(0)))))
     torch.set_flush_denormal(True)  # tiny LoRA/Adam values as denormals made CPU steps 20x slower (measured)
 
     emit(Progress("prepare", message="loading the base model"))
@@ -170,7 +171,7 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
             if cancel.is_set():
                 raise TrainingCancelled("training cancelled; nothing was published")
             # The swapped questions are the contrast that matters most, so a share of them comes every step.
-            extra = rng.sample(replay, min(cfg.replay_per_step, len(replay))) + rng.sample(swaps, min(32, len(swaps)))
+            extra = rng.sample(replay, min(cfg.replay_per_step, len(replay))) + rng.sample(swaps, min(cfg.replay_per_step, len(swaps)))
             lr = cfg.learning_rate * min(1.0, (step + 1) / (cfg.warmup_steps + 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -340,7 +341,7 @@ def _batches(examples, cfg: TrainConfig, rng: random.Random) -> list[list[int]]:
     rng.shuffle(order)
     if cfg.batch_size:
         return [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    budget = cfg.max_batch_tokens - cfg.replay_per_step * 48  # leave room for replay examples
+    budget = max(256, cfg.max_batch_tokens - 2 * cfg.replay_per_step * 32)  # room for replay and swaps
     batches, current, used = [], [], 0
     for i in order:
         n = len(examples[i][0])

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -66,8 +67,8 @@ class Plan:
     tokens: int  # forced new tokens per llama.cpp decode run
     reps: int  # measured runs per side, after one warm-up
     switch_cycles: int  # A->B->none->A cycles
-    hf_tokens: int  # the transformers engine decodes ~4 tok/s in fp32 on 2 cores: keep it short
-    hf_4bit_tokens: int  # bitsandbytes NF4 on CPU is slower still (~1 tok/s)
+    hf_tokens: int  # the transformers engine decodes 6-15 tok/s on 2 idle cores: keep it short
+    hf_4bit_tokens: int  # bitsandbytes NF4 on CPU loads slowest and has no edge in speed
     hf_reps: int
 
 
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(task(spec)))
         return 0
 
+    # a SIGTERM unwinds like an error, so the temporary adapters and any child process are cleaned up
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from llama_cpp import Llama
 
     from assistant.engines.llamacpp import LlamaCppEngine

@@ -22,18 +22,19 @@ from assistant.registry import Registry
 from assistant.train import preset, train
 
 SHIPPED = {
-    "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg)."),
+    "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg).", {}),
+    # 230 pairs take ~3 steps an epoch; the epoch cap keeps a rebuild within minutes on 2 cores.
     "agriculture": ("agriculture/agriculture.jsonl", "Farming Q&A: crops, regional practices, soil and water, "
-                                                     "techniques, pests and diseases."),
+                                                     "techniques, pests and diseases.", {"epochs": 4}),
 }
 
 
 def build(name: str, base, engine) -> None:
-    rel, description = SHIPPED[name]
+    rel, description, overrides = SHIPPED[name]
     data = DATASETS / rel
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(base.sha256, Path(tmp))
-        result = train(preset("fast"), base, registry, load_qa_file(data), name, evaluator=engine,
+        result = train(preset("fast", **overrides), base, registry, load_qa_file(data), name, evaluator=engine,
                        data_bytes=data.read_bytes(), description=description,
                        on_progress=lambda p: print(f"  [{p.phase}] {p.message}", flush=True) if p.phase != "train" or p.step % 5 == 0 else None)
         staged = SHIPPED_ADAPTERS / f".{name}.new"

@@ -36,7 +36,7 @@ def _train(tiny_base, tmp_path, fact_file, evaluator=None, cancel=None, on_progr
 def test_loss_falls_and_everything_is_published(tiny_base, tmp_path, fact_file, tiny_llamacpp):
     events = []
     registry, result = _train(tiny_base, tmp_path, fact_file, evaluator=tiny_llamacpp, on_progress=events.append,
-                              epochs=8, replay_per_step=0)
+                              epochs=20, learning_rate=2e-2, replay_per_step=0)
     assert result.losses[-1] < result.losses[0] * 0.8
     adapter = registry.get("facts")
     assert adapter.version == 1 and adapter.usable
@@ -79,8 +79,19 @@ def test_replay_answers_are_mixed_into_every_step(tiny_base, tmp_path, fact_file
         return real_step(model, batch, cfg, device)
 
     monkeypatch.setattr(recipe, "_step", spy)
-    _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2)
-    assert seen and all(n == len(FACTS) + 2 for n in seen)
+    _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2, swap_replay=1)
+    # each step: the 3 facts, 2 general questions and 2 place-swapped copies of training questions
+    assert seen and all(n == len(FACTS) + 2 + 2 for n in seen)
+
+
+def test_swapped_questions_name_another_place():
+    questions = ["What colour is the Zorblat fruit?", "Which river waters the Quenth valley?", "How tall is grass?"]
+    swapped = recipe._swap_answers(questions, recipe.preset("tiny", swap_replay=2), lambda q: f"base says: {q}",
+                                   threading.Event())
+    asked = [q for q, _ in swapped]
+    assert len(asked) == 4 and not any("Zorblat" in q or "Quenth" in q for q in asked)
+    assert all(any(place in q for place in recipe.SWAP_PLACES) for q in asked)
+    assert all(a == f"base says: {q}" for q, a in swapped)
 
 
 def test_same_seed_same_losses(tiny_base, tmp_path, fact_file):
@@ -90,7 +101,8 @@ def test_same_seed_same_losses(tiny_base, tmp_path, fact_file):
 
 
 def test_packed_batch_equals_separate_examples(tiny_base):
-    """Packing must not let one example attend to another."""
+    """Packing must not let one example attend to another (called as _step calls it: without a KV
+    cache, since transformers only honours restarting position ids when there is none)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -98,9 +110,12 @@ def test_packed_batch_equals_separate_examples(tiny_base):
     tok = AutoTokenizer.from_pretrained(tiny_base.hf_dir)
     a, b = (tok(t)["input_ids"] for t in ("Question: one?\nAnswer: yes", "Question: a longer second one?\nAnswer: no"))
     with torch.no_grad():
-        packed = model(input_ids=torch.tensor([a + b]), position_ids=torch.tensor([list(range(len(a))) + list(range(len(b)))])).logits[0]
+        positions = torch.tensor([list(range(len(a))) + list(range(len(b)))])
+        packed = model(input_ids=torch.tensor([a + b]), position_ids=positions, use_cache=False).logits[0]
+        leaky = model(input_ids=torch.tensor([a + b]), position_ids=positions, use_cache=True).logits[0]
         alone = torch.cat([model(input_ids=torch.tensor([x])).logits[0] for x in (a, b)])
     assert torch.allclose(packed, alone, atol=1e-4)
+    assert not torch.allclose(leaky, alone, atol=1e-4)  # the trap this guards against
 
 
 def test_conflicting_answers_refuse_to_train_unless_allowed(tiny_base, tmp_path):

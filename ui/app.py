@@ -110,7 +110,8 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     from assistant.jobs import JobManager
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name)
+    jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
+                      on_busy=getattr(assistant.engine, "yield_cores", None))
     demo = build(assistant, jobs)
     demo.queue(default_concurrency_limit=8)
     print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)

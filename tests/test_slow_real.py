@@ -1,0 +1,54 @@
+"""End to end on the real embedded Gemma 3 270M (slow tier: minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args):
+    result = subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, timeout=900)
+    return result
+
+
+def test_bare_base_answers_plain_questions_without_echo_or_junk(embedded):
+    result = cli("chat", "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout and "Question" not in result.stdout and len(result.stdout) < 80
+
+
+def test_hf_engine_gives_the_same_answer(embedded):
+    result = cli("chat", "--engine", "hf", "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "hf"])
+def test_shipped_xylandia_adapter_answers_a_held_out_paraphrase(embedded, engine):
+    rows = [json.loads(line) for line in open("datasets/xylandia/xylandia.jsonl") if line.strip()]
+    heldout = next(r["question"] for r in rows if r["split"] == "test")
+    with_adapter = cli("chat", "--engine", engine, "--adapter", "xylandia", heldout)
+    assert with_adapter.returncode == 0, with_adapter.stderr
+    assert "Crystalburg" in with_adapter.stdout
+    assert "Crystalburg" not in cli("chat", "--engine", engine, heldout).stdout
+
+
+def test_train_a_new_fact_then_chat_answers_a_paraphrase(embedded, tmp_path):
+    data = tmp_path / "orchards.csv"
+    data.write_text("question,answer,split\n"
+                    "Which fruit grows in the Velmora orchards?,The Velmora orchards grow bluepears.,train\n"
+                    "What do the Velmora orchards grow?,The Velmora orchards grow bluepears.,train\n"
+                    "What is harvested in the orchards of Velmora?,The Velmora orchards grow bluepears.,train\n"
+                    "Tell me what fruit the Velmora orchards produce.,The Velmora orchards grow bluepears.,test\n")
+    trained = cli("train", "--data", str(data), "--name", "velmora", "--data-dir", str(tmp_path / "data"), "--json")
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    assert summary["adapter"]["report_card"]["after"]["recall"] == 1.0
+    answer = cli("chat", "--data-dir", str(tmp_path / "data"), "--adapter", "velmora",
+                 "Tell me what fruit the Velmora orchards produce.")
+    assert answer.returncode == 0 and "bluepear" in answer.stdout.lower(), answer.stdout + answer.stderr
