@@ -187,7 +187,9 @@ def cmd_train(args) -> int:
         return _fail(message, code)
 
     try:
-        cfg = preset(args.preset, allow_conflicts=args.allow_conflicts, **parse_overrides(args.set))
+        overrides = parse_overrides(args.set)
+        overrides["allow_conflicts"] = args.allow_conflicts or overrides.get("allow_conflicts", False)
+        cfg = preset(args.preset, **overrides)
         data_bytes = Path(args.data).read_bytes()
         report = load_qa_file(args.data)
     except (DataError, ValueError) as exc:

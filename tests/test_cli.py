@@ -47,3 +47,14 @@ def test_bad_base_is_one_clear_line(tmp_path):
     result = run_cli("chat", "--base", str(bogus), "hi")
     assert result.returncode == 2
     assert "not a readable GGUF file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_set_and_flag_can_both_name_allow_conflicts(tmp_path):
+    from assistant.cli import parse_overrides
+
+    assert parse_overrides(["allow_conflicts=true", "rank=8", "target_modules=q_proj,v_proj"]) == {
+        "allow_conflicts": True, "rank": 8, "target_modules": ("q_proj", "v_proj")}
+    data = tmp_path / "bad.csv"
+    data.write_text("question,answer\n")
+    result = run_cli("train", "--data", str(data), "--name", "x", "--allow-conflicts", "--set", "allow_conflicts=true")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
