@@ -116,14 +116,17 @@ def _summary(results: dict) -> dict:
     return {k: v for k, v in results.items() if isinstance(v, float) and k != "retention_raw"}
 
 
+# (key, label) of each score, in the order every view of a report card shows them.
+CARD_ROWS = (("recall", "Recall (training questions)"), ("heldout_recall", "Held-out recall (paraphrases)"),
+             ("retention", "Retention (general knowledge kept)"))
+
+
 def format_card(card: dict) -> str:
-    rows = [("recall (training questions)", "recall"), ("held-out recall (paraphrases)", "heldout_recall"),
-            ("retention (general knowledge kept)", "retention")]
     lines = [f"{'':36} {'before':>8} {'after':>8}"]
-    for label, key in rows:
+    for key, label in CARD_ROWS:
         if key in card["after"]:
             b = card["before"].get(key)
-            lines.append(f"{label:36} {b if b is None else f'{b:.0%}':>8} {card['after'][key]:>8.0%}")
+            lines.append(f"{label.lower():36} {b if b is None else f'{b:.0%}':>8} {card['after'][key]:>8.0%}")
     for miss in card.get("misses", [])[:3]:
         lines.append(f"  missed: {miss['question']} -> {miss['answer'][:80]}")
     for lost in card.get("forgotten", [])[:3]:

@@ -102,6 +102,11 @@ class TrainingCancelled(Exception):
     """Raised inside train() when the caller asked it to stop; nothing is published."""
 
 
+def _stop_if_cancelled(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise TrainingCancelled("training cancelled; nothing was published")
+
+
 @dataclass
 class Progress:
     """One progress event: what the UI's bar, ETA and loss plot are drawn from."""
@@ -168,8 +173,7 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
     model.train()
     for _epoch in range(cfg.epochs):
         for batch in _batches(examples, cfg, rng):
-            if cancel.is_set():
-                raise TrainingCancelled("training cancelled; nothing was published")
+            _stop_if_cancelled(cancel)
             # The swapped questions are the contrast that matters most, so a share of them comes every step.
             extra = rng.sample(replay, min(cfg.replay_per_step, len(replay))) + rng.sample(swaps, min(cfg.replay_per_step, len(swaps)))
             lr = cfg.learning_rate * min(1.0, (step + 1) / (cfg.warmup_steps + 1))
@@ -272,8 +276,7 @@ def _base_answers(base, fmt, answer, cancel) -> list[tuple[str, str]]:
     questions = [json.loads(line)["question"] for line in raw.decode().splitlines() if line.strip()]
     pairs = []
     for question in questions:
-        if cancel.is_set():
-            raise TrainingCancelled("training cancelled; nothing was published")
+        _stop_if_cancelled(cancel)
         text = answer(question)
         if text:
             pairs.append((question, text))
@@ -309,8 +312,7 @@ def _swap_answers(questions: list[str], cfg: TrainConfig, answer, cancel) -> lis
     rng.shuffle(variants)
     pairs = []
     for question in variants[:256]:  # enough to teach the contrast; bounded for big files
-        if cancel.is_set():
-            raise TrainingCancelled("training cancelled; nothing was published")
+        _stop_if_cancelled(cancel)
         text = answer(question)
         if text:
             pairs.append((question, text))
@@ -404,8 +406,7 @@ def _report_card(evaluator, staging: Path, fmt_name: str, report, emit, cancel) 
 
     if evaluator is None:
         return {}
-    if cancel.is_set():
-        raise TrainingCancelled("training cancelled; nothing was published")
+    _stop_if_cancelled(cancel)
     # A name of its own: engines cache adapters by key, and this one must not shadow a published one.
     staged = Adapter(name=f"staged-{staging.name}", version=0, path=staging, source="staging",
                      manifest={"prompt_format": fmt_name})

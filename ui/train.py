@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.data import DataError, DataReport, load_qa_file
+from assistant.evaluate import CARD_ROWS
 from assistant.registry import AdapterError, validate_name
 
 PRESET_CHOICES = [("Fast (recommended)", "fast"), ("Proof of concept (slow)", "seed"), ("Tiny (a quick check)", "tiny")]
@@ -123,8 +124,7 @@ def report_card_markdown(job) -> str:
     lines = [f"### Report card — {adapter['name']} v{adapter['version']}",
              f"Trained in {job.result['train_seconds']:.0f} s ({job.result['steps']} steps).",
              "| | before | after |\n|---|---:|---:|"]
-    for key, label in (("recall", "Recall (training questions)"), ("heldout_recall", "Held-out recall (paraphrases)"),
-                       ("retention", "Retention (general knowledge kept)")):
+    for key, label in CARD_ROWS:
         if key in card.get("after", {}):
             before = card.get("before", {}).get(key)
             lines[-1] += f"\n| {label} | {'' if before is None else f'{before:.0%}'} | **{card['after'][key]:.0%}** |"
