@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="ask one question and print only the answer")
     _common(chat)
     chat.add_argument("question")
-    chat.add_argument("--adapter", default="none", help="adapter name, or 'none' for the bare base")
+    chat.add_argument("--adapter", default="none",
+                      help="adapter name, 'none' for the bare base, or 'auto' to route to the nearest adapter's Q&A")
+    chat.add_argument("--ground", action="store_true",
+                      help="put the adapter's nearest indexed Q&A pairs into the prompt (sources go to stderr)")
     chat.add_argument("--max-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
 
@@ -43,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a Q&A file and print its report")
     validate.add_argument("file")
     validate.add_argument("--json", action="store_true")
+    validate.add_argument("--data-dir", default=None, help="adapters to lint against (default: var/)")
+    validate.add_argument("--no-lint", action="store_true", help="skip the similar-question lint (no embedding model)")
 
     train = sub.add_parser("train", help="fine-tune an adapter from a Q&A file, evaluate it, publish it")
     _common(train)
@@ -91,11 +96,26 @@ def _open(args):
 
 
 def cmd_chat(args) -> int:
+    from assistant.knowledge import is_auto
+
     settings = GenerationSettings(max_tokens=args.max_tokens, temperature=args.temperature)
-    if args.adapter.strip().lower() not in ("", "none", "base"):
+    if args.adapter.strip().lower() not in ("", "none", "base", "auto"):
         _registry(args).get(args.adapter.strip())  # a wrong name fails before the model loads
     assistant = _open(args)
-    for piece in assistant.chat([{"role": "user", "content": args.question}], args.adapter, settings):
+    messages = [{"role": "user", "content": args.question}]
+    adapter = args.adapter
+    if args.ground or is_auto(adapter):
+        from assistant.knowledge import describe_plan, open_for_cli
+
+        assistant.knowledge, assistant.knowledge_problem = open_for_cli(assistant.registry)
+        try:
+            plan = assistant.plan(messages, adapter, args.ground)
+        finally:
+            if assistant.knowledge is not None:
+                assistant.knowledge.close()
+        print(describe_plan(plan), file=sys.stderr, flush=True)
+        messages, adapter = plan.messages, plan.adapter
+    for piece in assistant.chat(messages, adapter, settings):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -135,6 +155,10 @@ def cmd_validate(args) -> int:
         return _fail(str(exc), 1)
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror or exc}", 1)
+    if not args.no_lint:
+        from assistant.knowledge import lint_for_cli
+
+        report.lint = lint_for_cli(report, args.data_dir)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 1 if report.blocking_problems() else 0
 

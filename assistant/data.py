@@ -90,6 +90,7 @@ class DataReport:
     duplicates_folded: int
     conflicts: list[Conflict]
     warnings: list[str]
+    lint: list = field(default_factory=list)  # assistant.knowledge.LintFinding: similar questions
 
     @property
     def train(self) -> list[Record]:
@@ -132,6 +133,9 @@ class DataReport:
         if self.warnings:
             lines.append("Warnings:")
             lines += [f"  - {w}" for w in self.warnings]
+        if self.lint:
+            lines.append("Similar questions (lint):")
+            lines += [f"  - {f.message}" for f in self.lint]
         return "\n".join(lines)
 
 

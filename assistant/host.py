@@ -18,10 +18,12 @@ NO_ADAPTER_NAMES = ("", "none", "base")
 
 
 class Assistant:
-    def __init__(self, base: Base, engine: Engine, registry: Registry):
+    def __init__(self, base: Base, engine: Engine, registry: Registry, knowledge=None):
         self.base = base
         self.engine = engine
         self.registry = registry
+        self.knowledge = knowledge  # assistant.knowledge.Knowledge, owned by the app process; None without
+        self.knowledge_problem = ""  # why there is no knowledge index, when there is none
 
     @classmethod
     def open(cls, base_spec: str | None = None, engine: str = "llamacpp", data_dir: Path | None = None,
@@ -40,9 +42,20 @@ class Assistant:
             return None
         return self.registry.get(name.strip())
 
+    def plan(self, messages: list[dict], adapter: str | None, ground: bool = False):
+        """Which adapter answers (`auto` is routed) and which indexed Q&A pairs ground the prompt."""
+        from assistant.knowledge import plan_answer
+
+        return plan_answer(self.knowledge, self.registry, messages, adapter, ground, self.knowledge_problem)
+
     def chat(self, messages: list[dict], adapter: str | None,
              settings: GenerationSettings | None = None) -> Iterator[str]:
         """Stream the answer to the last user message, with the named adapter (or none)."""
+        from assistant.knowledge import is_auto
+
+        if is_auto(adapter):
+            plan = self.plan(messages, adapter)
+            messages, adapter = plan.messages, plan.adapter
         chosen = self.resolve_adapter(adapter)
         return self.engine.generate(messages, chosen, settings or GenerationSettings())
 

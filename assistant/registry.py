@@ -28,6 +28,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter.gguf")
 MANIFEST = "manifest.json"
+RESERVED_NAMES = ("none", "base", "auto")  # adapter choices with a meaning of their own
 
 
 class AdapterError(Exception):
@@ -84,6 +85,8 @@ def validate_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise AdapterError(f"invalid adapter name {name!r}: use 1-48 lowercase letters, digits, '-' or '_', "
                            "starting with a letter or digit")
+    if name in RESERVED_NAMES:
+        raise AdapterError(f"'{name}' is reserved (the adapter choices none, base and auto); pick another name")
     return name
 
 

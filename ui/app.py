@@ -40,13 +40,17 @@ def _chat_tab(assistant):
         box = gr.Textbox(placeholder="Type a question and press Enter", show_label=False, scale=5,
                          elem_id="question", autofocus=True)
         send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+    with gr.Row():
+        ground = gr.Checkbox(False, label="Ground answers in the adapter's Q&A (shows the sources)",
+                             elem_id="ground-toggle", scale=4)
+        gr.Markdown(chat.knowledge_note(assistant), elem_id="knowledge-note")
     with gr.Accordion("Settings", open=False):
         max_tokens = gr.Slider(16, 1024, value=256, step=16, label="Max new tokens")
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = always the same answer)")
     clear = gr.Button("Clear chat", elem_id="clear")
 
     respond = functools.partial(chat.respond, assistant)
-    inputs = [box, chatbot, conversation, adapter, max_tokens, temperature]
+    inputs = [box, chatbot, conversation, adapter, max_tokens, temperature, ground]
     outputs = [chatbot, conversation, box]
     box.submit(respond, inputs, outputs, concurrency_limit=8)
     send.click(respond, inputs, outputs, concurrency_limit=8)
@@ -60,6 +64,7 @@ def _chat_tab(assistant):
 
 def _refreshed(assistant, wanted):
     """New adapter choices (an adapter published meanwhile appears), keeping or setting the choice."""
+    chat.sync_knowledge(assistant)  # the app owns the index: a version published meanwhile is indexed now
     choices = chat.adapter_choices(assistant)
     value = wanted if wanted in {v for _, v in choices} else chat.NONE_VALUE
     return gr.Dropdown(choices=choices, value=value), chat.adapter_card(assistant, value), chat.unusable_note(assistant)
@@ -94,7 +99,7 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
     published = gr.State("")
     open_chat = gr.Button("Chat with the new adapter", visible=False, elem_id="train-open-chat")
 
-    upload.change(training.validate_upload, upload, [report, validated, name])
+    upload.change(functools.partial(training.validate_upload, assistant=assistant), upload, [report, validated, name])
     watch = functools.partial(training.watch, jobs)
     start.click(functools.partial(training.start, jobs, assistant.registry.data_dir / "uploads"),
                 [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts], status
@@ -110,6 +115,7 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     from assistant.jobs import JobManager
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    chat.open_knowledge(assistant)  # this process owns the Q&A index for its whole life
     jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
                       on_busy=getattr(assistant.engine, "yield_cores", None))
     demo = build(assistant, jobs)

@@ -14,10 +14,12 @@ from assistant.registry import AdapterError
 
 NONE_VALUE = "none"
 NONE_LABEL = "No adapter (base model)"
+AUTO_VALUE = "auto"
+AUTO_LABEL = "Automatic (nearest adapter's Q&A)"
 
 
 def adapter_choices(assistant) -> list[tuple[str, str]]:
-    choices = [(NONE_LABEL, NONE_VALUE)]
+    choices = [(NONE_LABEL, NONE_VALUE), (AUTO_LABEL, AUTO_VALUE)]
     for adapter in assistant.adapters():
         if adapter.usable:
             choices.append((f"{adapter.name} (v{adapter.version})", adapter.name))
@@ -28,6 +30,8 @@ def adapter_card(assistant, name: str | None) -> str:
     """A short card: what the adapter was trained on and its report-card scores."""
     if not name or name == NONE_VALUE:
         return f"**Base model only** — {assistant.base.name}. Answers from what the base already knows."
+    if name == AUTO_VALUE:
+        return knowledge_card(assistant)
     try:
         adapter = assistant.registry.get(name)
     except AdapterError as exc:
@@ -66,33 +70,106 @@ def label_for(assistant, name: str | None) -> str:
 
 
 def respond(assistant, message: str, display: list, conversation: list, adapter: str | None,
-            max_tokens: float, temperature: float) -> Iterator[tuple[list, list, str]]:
-    """Stream one answer. Yields (chatbot messages, model conversation, textbox value)."""
+            max_tokens: float, temperature: float, ground: bool = False) -> Iterator[tuple[list, list, str]]:
+    """Stream one answer. Yields (chatbot messages, model conversation, textbox value).
+
+    With `ground` (a per-session toggle) or the `auto` adapter, the answer is planned first: the
+    label then names the adapter chosen and why, and the grounding sources follow the answer.
+    """
     question = (message or "").strip()
     if not question:  # an empty question does nothing
         yield display, conversation, message or ""
         return
     conversation = [*conversation, {"role": "user", "content": question}]
-    label = label_for(assistant, adapter)
     display = [*display, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
     answer = ""
     try:
+        plan = assistant.plan(conversation, adapter, bool(ground))
+        label = plan_label(assistant, adapter, plan)
         settings = GenerationSettings(max_tokens=int(max_tokens), temperature=float(temperature))
-        for piece in assistant.chat(conversation, adapter, settings):
+        for piece in assistant.chat(plan.messages, plan.adapter, settings):
             answer += piece
-            display[-1] = {"role": "assistant", "content": _labelled(answer + " ▌", label)}
+            display[-1] = {"role": "assistant", "content": _labelled(answer + " ▌", label, sources_markdown(plan))}
             yield display, conversation, ""
     except (AdapterError, EngineError, ValueError) as exc:
         display[-1] = {"role": "assistant", "content": f"⚠️ {exc}"}
         yield display, conversation[:-1], question  # keep the question so nothing typed is lost
         return
-    display[-1] = {"role": "assistant", "content": _labelled(answer or "(no answer)", label)}
+    display[-1] = {"role": "assistant", "content": _labelled(answer or "(no answer)", label, sources_markdown(plan))}
     yield display, [*conversation, {"role": "assistant", "content": answer}], ""
 
 
-def _labelled(text: str, label: str) -> str:
-    return f"{text}\n\n<sub>— {label}</sub>"
+def _labelled(text: str, label: str, sources: str = "") -> str:
+    return f"{text}\n\n<sub>— {label}</sub>" + (f"\n\n{sources}" if sources else "")
 
 
 def clear() -> tuple[list, list, str]:
     return [], [], ""
+
+
+# --- knowledge: grounding and the automatic adapter -------------------------------------------
+
+def open_knowledge(assistant) -> None:
+    """Take ownership of the Q&A index for this process's life; without it, say why once."""
+    import sys
+
+    from assistant.knowledge import open_for_app
+
+    assistant.knowledge, assistant.knowledge_problem = open_for_app(assistant.registry)
+    if assistant.knowledge_problem:
+        print(f"grounding and automatic adapter are off: {assistant.knowledge_problem}", file=sys.stderr, flush=True)
+
+
+def sync_knowledge(assistant) -> None:
+    from assistant.knowledge import KnowledgeError
+
+    if getattr(assistant, "knowledge", None) is not None:
+        try:
+            assistant.knowledge.sync(assistant.registry)
+        except KnowledgeError:
+            pass  # the next refresh or question tries again; answers then say why grounding is missing
+
+
+def knowledge_note(assistant) -> str:
+    problem = getattr(assistant, "knowledge_problem", "")
+    return f"⚠️ Grounding and automatic adapter are off: {_safe(problem)}" if problem else ""
+
+
+def knowledge_card(assistant) -> str:
+    from assistant.knowledge import ROUTE_THRESHOLD
+
+    lines = [f"**Automatic** — each question goes to the adapter whose Q&A pairs hold its nearest match "
+             f"(similarity ≥ {ROUTE_THRESHOLD:.2f}); below that the base model answers. The answer's label "
+             "names the adapter chosen and why."]
+    if getattr(assistant, "knowledge", None) is None:
+        lines.append(knowledge_note(assistant) or "⚠️ The knowledge index is not available.")
+    else:
+        held = assistant.knowledge.indexed()
+        lines.append("Indexed: " + (", ".join(f"{k} ({n} pairs)" for k, n in sorted(held.items())) or "nothing yet"))
+    return "\n\n".join(lines)
+
+
+def plan_label(assistant, requested: str | None, plan) -> str:
+    """The label under an answer: the adapter that answered, how it was chosen, and the grounding."""
+    label = label_for(assistant, plan.adapter)
+    if plan.route is not None:
+        label = f"auto → {label} ({_safe(plan.route.reason)})"
+    if plan.ground:
+        if plan.sources:
+            label += f" · grounded in {len(plan.sources)} Q&A pair{'s' if len(plan.sources) > 1 else ''}"
+        else:
+            label += f" · not grounded: {_safe(plan.note or 'nothing close enough')}"
+    return label
+
+
+def sources_markdown(plan) -> str:
+    if not plan.sources:
+        return ""
+    items = " · ".join(f"“{_safe(m.question)}” ({m.adapter}, {m.similarity:.2f})" for m in plan.sources)
+    return f"<sub>Sources: {items}</sub>"
+
+
+def _safe(text: str) -> str:
+    """Uploaded text is shown, never interpreted: no markdown, no HTML."""
+    return str(text).replace("\\", "\\\\").replace("<", "&lt;").replace("*", "\\*").replace("_", "\\_") \
+        .replace("`", "\\`").replace("[", "\\[").replace("\n", " ")[:300]

@@ -33,6 +33,10 @@ def describe_report(report: DataReport) -> str:
         lines.append(f"⚠️ **Conflict** (rows {', '.join(map(str, conflict.rows))}): “{_cell(conflict.question)}” → {answers}")
     for warning in report.warnings:
         lines.append(f"⚠️ {_cell(warning)}")
+    for finding in report.lint[:20]:
+        lines.append(f"🔎 **Similar questions**: {_cell(finding.message)}")
+    if len(report.lint) > 20:
+        lines.append(f"…and {len(report.lint) - 20} more similar-question findings.")
     problems = report.blocking_problems()
     lines.append("❌ " + "; ".join(problems) if problems else "✅ Ready to train.")
     return "\n\n".join(lines)
@@ -44,8 +48,12 @@ def _cell(text: str) -> str:
         .replace("_", "\\_").replace("`", "\\`").replace("[", "\\[").replace("\n", " ")[:300]
 
 
-def validate_upload(path: str | None) -> tuple[str, str | None, str]:
-    """(report markdown, path of a validated file or None, suggested adapter name)."""
+def validate_upload(path: str | None, assistant=None) -> tuple[str, str | None, str]:
+    """(report markdown, path of a validated file or None, suggested adapter name).
+
+    With an assistant, the report includes the similar-question lint (within the file, and against
+    the other adapters' indexed Q&A).
+    """
     if not path:
         return "Upload a CSV, Excel, JSON Lines or JSON file with question and answer columns.", None, ""
     try:
@@ -54,6 +62,14 @@ def validate_upload(path: str | None) -> tuple[str, str | None, str]:
         return f"❌ {exc}", None, ""
     except OSError as exc:
         return f"❌ The file could not be read: {exc.strerror or exc}", None, ""
+    if assistant is not None:
+        from assistant.knowledge import KnowledgeError, lint_records
+
+        try:
+            report.lint = lint_records(report.records, assistant.knowledge,
+                                       None if assistant.knowledge else assistant.registry)
+        except KnowledgeError as exc:
+            report.warnings.append(f"similar-question lint skipped: {exc}")
     return describe_report(report), path, _suggest_name(Path(path).stem)
 
 

