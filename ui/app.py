@@ -84,10 +84,11 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
     validated = gr.State(None)
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
-            rank = gr.Slider(4, 64, value=16, step=4, label="LoRA rank (alpha = 2 × rank)")
-            lr = gr.Number(value=1e-3, label="Learning rate", minimum=1e-6, maximum=0.1)
-            epochs = gr.Slider(1, 200, value=40, step=1, label="Epochs at most (stops early once learnt)")
-            replay = gr.Slider(0, 64, value=32, step=1, label="General questions replayed per step")
+            fast = training.FAST  # the defaults shown are the fast preset's own
+            rank = gr.Slider(4, 64, value=fast.rank, step=4, label="LoRA rank (alpha = 2 × rank)")
+            lr = gr.Number(value=fast.learning_rate, label="Learning rate", minimum=1e-6, maximum=0.1)
+            epochs = gr.Slider(1, 200, value=fast.epochs, step=1, label="Epochs at most (stops early once learnt)")
+            replay = gr.Slider(0, 64, value=fast.replay_per_step, step=1, label="General questions replayed per step")
         allow_conflicts = gr.Checkbox(False, label="Train even if a question has conflicting answers")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")

@@ -14,6 +14,9 @@ from pathlib import Path
 from assistant.data import DataError, DataReport, load_qa_file
 from assistant.evaluate import CARD_ROWS
 from assistant.registry import AdapterError, validate_name
+from assistant.train import PRESETS
+
+FAST = PRESETS["fast"]
 
 PRESET_CHOICES = [("Fast (recommended)", "fast"), ("Proof of concept (slow)", "seed"), ("Tiny (a quick check)", "tiny")]
 
