@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)  # for the app's job runner
 
+    export = sub.add_parser("export", help="export an adapter: LoRA GGUF, merged GGUF (f16/q8_0/q4_k_m) or merged HF")
+    _common(export)
+    export.add_argument("--adapter", required=True, help="adapter name (its newest usable version)")
+    export.add_argument("--format", required=True, help="lora-gguf, gguf-f16, gguf-q8_0, gguf-q4_k_m or hf")
+    export.add_argument("--out", default=None, help="exports directory (default: <data-dir>/exports)")
+    export.add_argument("--no-verify", action="store_true", help="skip the comparison with the peft model")
+    export.add_argument("--json", action="store_true", help="print export.json")
+
     provision = sub.add_parser("provision", help="prepare the base (assemble and convert once)")
     provision.add_argument("--base", default=os.environ.get("ASSISTANT_BASE"))
 
@@ -256,6 +264,46 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from assistant.export import FORMATS, ExportError, export_adapter
+
+    if args.format not in FORMATS:
+        return _fail(f"unknown export format '{args.format}' (choose from: {', '.join(FORMATS)})", 2)
+    registry = _registry(args)
+    adapter = registry.get(args.adapter.strip())  # an unknown name fails here, exit 2
+    base = _resolve_base(args)
+    out = Path(args.out) if args.out else registry.data_dir / "exports"
+
+    def show(phase: str, message: str) -> None:
+        if not args.json:
+            print(f"[{phase}] {message}", file=sys.stderr, flush=True)
+
+    try:
+        result = export_adapter(base, adapter, args.format, out, verify=not args.no_verify, progress=show)
+    except ExportError as exc:
+        return _fail(str(exc), 1)
+    if args.json:
+        print(json.dumps(result.info, indent=2))
+    else:
+        from assistant.export import format_verification
+
+        print(format_verification(result.info.get("verification")))
+        for path in result.files:
+            print(path)
+    if result.passed is False:
+        return _fail(f"export verification FAILED: {result.path} is not a faithful copy of the adapter "
+                     "(recall trails the peft model by more than 10 points); do not use it", 1)
+    return 0
+
+
+def _resolve_base(args):
+    from assistant.base import resolve_base
+
+    return resolve_base(args.base)
+
+
 def cmd_provision(args) -> int:
     from assistant.base import resolve_base
 
@@ -273,7 +321,7 @@ def cmd_serve(args) -> int:
 
 
 COMMANDS = {"chat": cmd_chat, "adapters": cmd_adapters, "validate": cmd_validate, "train": cmd_train,
-            "provision": cmd_provision, "serve": cmd_serve}
+            "provision": cmd_provision, "serve": cmd_serve, "export": cmd_export}
 
 if __name__ == "__main__":
     sys.exit(main())
