@@ -50,6 +50,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/chat.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/grounding.py
 
 adapters: setup
 	$(BIN)/python scripts/build_adapters.py

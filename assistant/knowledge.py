@@ -569,6 +569,8 @@ def open_for_app(registry) -> tuple[Knowledge | None, str]:
         knowledge.sync(registry)
     except KnowledgeError as exc:
         print(f"knowledge: {exc}", file=sys.stderr, flush=True)
+    # Load the embedding model now, in the background, so the first grounded question does not wait ~7 s.
+    threading.Thread(target=knowledge.embedder.encode, args=(["warm-up"],), daemon=True).start()
     return knowledge, ""
 
 
