@@ -8,6 +8,7 @@ The resulting ``DataReport`` is what the CLI prints and what training checks bef
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
@@ -40,10 +41,15 @@ _FIELD_ALIASES = {"question": ("question", "prompt", "instruction", "q"), "answe
 _JSON_LIST_KEYS = ("data", "rows", "examples", "records")
 _TRAIN_SPLITS = {"train", "training"}
 _TEST_SPLITS = {"test", "eval", "evaluation", "validation", "valid", "held-out", "heldout", "held_out", "holdout"}
+# A well-formed UTF-8 sequence for a non-ASCII character; Windows-1252 text almost never contains one.
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# "=" plus a letter or "(" is always a formula; for + - @ we also need a call or DDE pipe after the
-# name, so markdown bullets ("- item") and mentions ("@alice hi") are not rejected.
-_FORMULA = re.compile(r"^(=\s*[A-Za-z(]|[+\-@]\s*[A-Za-z_][\w.]*\s*[(|!])")
+# "=" followed by anything but a space, or by a name or "(", is a formula; for + - @ we also need a call
+# or DDE pipe after the name, so markdown bullets ("- item") and mentions ("@alice hi") are not
+# rejected. A DDE call (cmd|' /C calc'!A0) anywhere in a cell is rejected too ("-2+cmd|...").
+_FORMULA = re.compile(r"^(=\S|=\s*[A-Za-z(]|[+\-@]\s*[A-Za-z_][\w.]*\s*[(|!])|\w\s*\|\s*'[^']*'\s*!")
+
+codecs.register_error("assistant-latin-1", lambda e: (e.object[e.start:e.end].decode("latin-1"), e.end))
 
 Item = tuple[int, "dict[str, Any] | str"]  # (row number, fields by normalised key | rejection reason)
 
@@ -124,7 +130,9 @@ class DataReport:
                  f"duplicates folded: {self.duplicates_folded}; unique pairs: {self.unique_pairs()}"]
         if self.rejected:
             lines.append("Rejected rows:")
-            lines += [f"  row {r.row}: {r.reason}" for r in self.rejected]
+            lines += [f"  row {r.row}: {r.reason}" for r in self.rejected[:50]]
+            if len(self.rejected) > 50:  # a 100,000-row file must not print 100,000 lines
+                lines.append(f"  …and {len(self.rejected) - 50} more (--json lists every one)")
         if self.conflicts:
             lines.append("Conflicting answers:")
             for c in self.conflicts:
@@ -158,10 +166,11 @@ def read_qa_bytes(data: bytes, source_name: str, *, max_bytes: int = MAX_FILE_BY
     """Parse and check an uploaded file's bytes; raises DataError for whole-file problems."""
     _check_size(len(data), max_bytes)
     file_format = _detect_format(data, source_name)
+    encoding_note = None
     if file_format == "xlsx":
         columns, items = _read_xlsx(data)
     else:
-        text = _decode_text(data)
+        text, encoding_note = _decode_text(data)
         if file_format == "csv":
             columns, items = _read_csv(text, source_name)
         else:
@@ -174,7 +183,7 @@ def read_qa_bytes(data: bytes, source_name: str, *, max_bytes: int = MAX_FILE_BY
     kept, folded = _fold_duplicates(records)
     report = DataReport(source_name, hashlib.sha256(data).hexdigest(), file_format, len(items), kept,
                         rejected, folded, _find_conflicts(kept), [])
-    report.warnings = _collect_warnings(report)
+    report.warnings = [encoding_note] * bool(encoding_note) + _collect_warnings(report)
     return report
 
 
@@ -207,21 +216,38 @@ def _detect_format(data: bytes, source_name: str) -> str:
     return "xlsx" if data.startswith(b"PK\x03\x04") else "json" if head[:1] in (b"[", b"{") else "csv"
 
 
-def _decode_text(data: bytes) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError("the file is saved as UTF-16 text; save it as UTF-8 (in Excel: 'CSV UTF-8') "
-                        "and upload it again")
+def _decode_text(data: bytes) -> tuple[str, str | None]:
+    """(text, a warning when the encoding had to be guessed). Excel's two other text exports are
+    read too: "Unicode Text" (UTF-16 with a byte-order mark) and "CSV" on Windows (Windows-1252)."""
+    for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+                       (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(codec), None
+            except UnicodeDecodeError as exc:
+                raise DataError(f"the file starts with a {codec[:6].upper()} byte-order mark but is not valid "
+                                f"{codec[:6].upper()} text (at byte offset {len(bom) + exc.start}); save it as "
+                                "UTF-8 (in Excel: 'CSV UTF-8') and upload it again") from None
     if b"\x00" in data[:8192]:
         # Also what BOM-less UTF-16 looks like, so the message covers both.
         raise DataError("the file contains binary data (NUL bytes): it is not UTF-8 text. Save it as "
                         f"UTF-8 text; supported formats: {SUPPORTED_FORMATS}")
     bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
     try:
-        return data[bom:].decode("utf-8")
+        return data[bom:].decode("utf-8"), None
     except UnicodeDecodeError as exc:
         offset = bom + exc.start
-        raise DataError(f"the file is not valid UTF-8 text (byte 0x{data[offset]:02X} at byte offset "
-                        f"{offset}); save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again") from None
+    # A UTF-8 mark, or real UTF-8 characters elsewhere, mean two encodings in one file: guessing would
+    # garble one of them, so say where the first foreign byte is instead.
+    if bom or _UTF8_MULTIBYTE.search(data):
+        line = data.count(b"\n", 0, offset) + 1
+        raise DataError(f"the file mixes encodings: it is marked as or partly written in UTF-8, but byte "
+                        f"0x{data[offset]:02X} on line {line} (byte offset {offset}) is not valid UTF-8; save it "
+                        "as UTF-8 (in Excel: 'CSV UTF-8') and upload it again")
+    # Five bytes have no Windows-1252 letter; as Latin-1 they become control characters, rejected per row.
+    text = data.decode("cp1252", errors="assistant-latin-1")
+    return text, ("the file is not UTF-8; it was read as Windows-1252 (Western European, what Excel saves as "
+                  "'CSV' on Windows): check that accented letters look right, or save it as 'CSV UTF-8'")
 
 
 def _check_columns(columns: list[str]) -> None:
@@ -249,11 +275,36 @@ def _unusable_message(row_count: int, rejected: list[Rejection]) -> str:
 
 def _read_csv(text: str, source_name: str) -> tuple[list[str], list[Item]]:
     delimiter = "\t" if source_name.lower().endswith(".tsv") else _sniff_delimiter(text)
+    # The file's size is already capped; the csv module's own 128 KB cell limit would fail the whole
+    # file over one huge cell, which the length check rejects as a row instead.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FILE_BYTES, len(text)))
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows, starts, line = [], [], 0
+        for row in reader:
+            starts.append(line + 1)  # the line the row began on (a quoted cell may span lines)
+            rows.append(row)
+            line = reader.line_num
     except csv.Error as exc:
         raise DataError(f"could not read the CSV file: {exc}") from None
+    _check_unclosed_quote(text, delimiter, rows, starts)
     return _table_items(rows)
+
+
+def _check_unclosed_quote(text: str, delimiter: str, rows: list[list[str]], starts: list[int]) -> None:
+    """A quote that is never closed swallows the rest of the file into one cell: say so, don't drop rows."""
+    if not rows or not any("\n" in cell for cell in rows[-1]):
+        return  # the swallowed cell would run to the end of the file, across lines
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" not in str(exc):
+            return
+        line = starts[-1]
+        raise DataError(f"a quoted cell is never closed: the '\"' in the row starting on line {line} has no "
+                        "closing quote, so everything after it would be read as one cell; add the missing quote "
+                        "(or remove the stray one) and upload again") from None
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -409,9 +460,10 @@ def _clean_text(value: Any, what: str, count_tokens: Callable[[str], int] | None
     text = _normalise(text)
     if not text:
         raise _RowProblem(f"empty {what}")
-    if _FORMULA.match(text):
+    if _FORMULA.search(text):
         raise _RowProblem(f"{what} looks like a spreadsheet formula")
-    tokens = count_tokens(text) if count_tokens else math.ceil(len(text.split()) * 1.5)  # rough estimate
+    # Rough estimate: ~1.5 tokens a word, and at least one per 4 characters (a 1 MB cell of one "word").
+    tokens = count_tokens(text) if count_tokens else math.ceil(max(len(text.split()) * 1.5, len(text) / 4))
     if tokens > max_tokens:
         raise _RowProblem(f"{what} is {tokens} tokens; the limit is {max_tokens}")
     return text
