@@ -82,12 +82,39 @@ class Adapter:
 
 
 def validate_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise AdapterError(f"invalid adapter name {name!r}: use 1-48 lowercase letters, digits, '-' or '_', "
-                           "starting with a letter or digit")
+    """The name itself, or AdapterError saying what is wrong with it (it becomes a directory name)."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: "$" would allow "x\n"
+        shown = repr(name) if not isinstance(name, str) or len(name) <= 60 else repr(name[:60]) + "…"
+        raise AdapterError(f"invalid adapter name {shown}: {_name_problem(name)}; use 1-48 lowercase letters, "
+                           "digits, '-' or '_', starting with a letter or digit")
     if name in RESERVED_NAMES:
         raise AdapterError(f"'{name}' is reserved (the adapter choices none, base and auto); pick another name")
     return name
+
+
+def _name_problem(name) -> str:
+    import unicodedata
+
+    if not isinstance(name, str):
+        return f"it is {type(name).__name__}, not text"
+    if not name:
+        return "it is empty"
+    if len(name) > 48:
+        return f"it is {len(name)} characters long (at most 48)"
+    for char in name:
+        if char in "/\\":
+            return "it contains a path separator"
+        if unicodedata.category(char)[0] == "C":
+            return f"it contains a control character (U+{ord(char):04X})"
+        if not char.isascii():  # a Cyrillic 'а' looks like 'a' but would name another directory
+            return f"{char!r} (U+{ord(char):04X} {unicodedata.name(char, 'unnamed')}) is not a plain ASCII letter"
+    if any(char.isspace() for char in name):
+        return "it contains a space"
+    if name.startswith((".", "-", "_")):
+        return f"it starts with {name[0]!r}"
+    if name.lower() != name:
+        return "it has uppercase letters"
+    return "it contains a character other than a-z, 0-9, '-' or '_'"
 
 
 def sha256_file(path: Path) -> str:
@@ -117,7 +144,7 @@ def inspect_adapter(path: Path, base_sha256: str) -> tuple[dict, str | None]:
     for key in ("name", "version", "base_sha256", "prompt_format"):
         if key not in manifest:
             return manifest, f"manifest.json lacks '{key}'"
-    if not NAME_RE.match(str(manifest["name"])):
+    if not NAME_RE.fullmatch(str(manifest["name"])):
         return manifest, f"invalid adapter name {manifest['name']!r}"
     for fname, expected in (manifest.get("files") or {}).items():
         target = path / fname
@@ -168,10 +195,10 @@ class Registry:
     def all_versions(self) -> list[Adapter]:
         found = []
         if self.shipped_dir and self.shipped_dir.is_dir():
-            for path in sorted(p for p in self.shipped_dir.iterdir() if p.is_dir()):
+            for path in sorted(p for p in self.shipped_dir.iterdir() if p.is_dir() and not _hidden(p)):
                 found.append(self._load(path, "shipped"))
         if self.local_dir.is_dir():
-            for name_dir in sorted(p for p in self.local_dir.iterdir() if p.is_dir()):
+            for name_dir in sorted(p for p in self.local_dir.iterdir() if p.is_dir() and not _hidden(p)):
                 for path in sorted(p for p in name_dir.iterdir() if p.is_dir() and re.fullmatch(r"v\d+", p.name)):
                     found.append(self._load(path, "local"))
         return found
@@ -203,7 +230,7 @@ class Registry:
             return cached[1]
         manifest, problem = inspect_adapter(path, self.base_sha256)
         name = path.name if source == "shipped" else path.parent.name
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             problem = problem or f"invalid adapter name {name!r}"
         elif manifest.get("name") not in (None, name):
             problem = problem or f"manifest names '{manifest.get('name')}' but the directory is '{name}'"
@@ -218,14 +245,21 @@ class Registry:
     def new_staging(self) -> Path:
         """A fresh private directory to build an adapter in; publish() moves it into place."""
         self.staging_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="adapter-", dir=self.staging_dir))
+        # The builder's pid is in the name, so a sweep by another process leaves a live build alone.
+        return Path(tempfile.mkdtemp(prefix=f"adapter-{os.getpid()}-", dir=self.staging_dir))
 
     def sweep_staging(self) -> int:
-        """Remove leftovers of builds that crashed; returns how many were removed."""
+        """Remove leftovers of builds whose process is gone (crashed, killed); returns how many.
+
+        Every `Assistant.open` sweeps (the app at start, each CLI command, each training worker),
+        and any of them may run beside a training job that is still building its adapter here.
+        """
         if not self.staging_dir.is_dir():
             return 0
         removed = 0
         for path in self.staging_dir.iterdir():
+            if _builder_alive(path.name):
+                continue
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             removed += 1
         return removed
@@ -276,6 +310,31 @@ def publish_peft_model(registry: Registry, peft_model, name: str, manifest: dict
         return registry.publish(staging, name, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when publish moved it
+
+
+def _builder_alive(staging_name: str) -> bool:
+    match = re.fullmatch(r"adapter-(\d+)-.*", staging_name)
+    if not match:
+        return False  # not ours, or from before pids were recorded
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    # A killed child nobody has waited for yet is a zombie: gone for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _hidden(path: Path) -> bool:
+    """Dot-entries (.ipynb_checkpoints, a Finder's .DS_Store, our .publish.lock) are never adapters."""
+    return path.name.startswith(".")
 
 
 def _dir_stamp(path: Path) -> tuple:

@@ -48,6 +48,8 @@ def test_new_version_appears_without_restart_and_old_serves_meanwhile(tmp_path, 
     second = publish_tiny_adapter(registry, tiny_base, "crop", seed=4)
     assert second.version == 2 and running.get("crop").version == 2
     assert first.path.is_dir(), "old versions are kept"
+    assert registry.sweep_staging() == 0, "a build whose process is alive is left alone"
+    staging.rename(staging.with_name("adapter-999999999-crashed"))  # its builder is gone (pids stay < 2**22)
     assert registry.sweep_staging() == 1 and not any(registry.staging_dir.iterdir())
 
 
