@@ -262,3 +262,21 @@ def test_a_kill_mid_export_leaves_no_final_named_file(tiny_base, tiny_adapters, 
                      "--adapter", "beta", "--format", "lora-gguf", "--out", str(out), "--no-verify")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["beta-v1-lora-gguf"]
+
+
+def test_the_ui_serves_only_files_inside_the_exports_directory(tmp_path):
+    from ui.export import blocked_paths, servable
+
+    root = tmp_path / "data" / "exports"
+    (root / "x-v1-hf").mkdir(parents=True)
+    inside = root / "x-v1-hf" / "model.safetensors"
+    inside.write_bytes(b"x")
+    secret = tmp_path / "data" / "adapters" / "secret.json"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("{}")
+    (root / "x-v1-hf" / "link").symlink_to(secret)
+    assert servable(inside, root)
+    assert not servable(secret, root) and not servable(root / "x-v1-hf" / "link", root)
+    assert not servable(root / "x-v1-hf" / ".." / ".." / "adapters" / "secret.json", root)
+    blocked = blocked_paths(tmp_path / "data")
+    assert str(tmp_path / "data" / "adapters") in blocked and str(root) not in blocked

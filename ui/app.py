@@ -8,6 +8,7 @@ import os
 import gradio as gr
 
 from ui import chat
+from ui import export as exporting
 from ui import train as training
 
 TITLE = "Field assistant"
@@ -23,6 +24,8 @@ def build(assistant, jobs=None) -> gr.Blocks:
             if jobs is not None:
                 with gr.Tab("Train", id="train"):
                     _train_tab(assistant, jobs, demo, tabs, adapter, card, broken)
+            with gr.Tab("Export", id="export"):
+                _export_tab(assistant)
     return demo
 
 
@@ -112,6 +115,23 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
         functools.partial(_refreshed, assistant), published, [chat_adapter, chat_card, chat_broken])
 
 
+def _export_tab(assistant) -> None:
+    gr.Markdown("Export an adapter for llama.cpp, Ollama or transformers. Each export is checked against the "
+                "adapter itself (its training and held-out questions) before it is offered.")
+    with gr.Row():
+        adapter = gr.Dropdown(choices=exporting.adapter_choices(assistant), value=None, label="Adapter",
+                              elem_id="export-adapter", interactive=True)
+        fmt = gr.Radio(exporting.FORMAT_CHOICES, value="gguf-q4_k_m", label="Format", elem_id="export-format")
+    start = gr.Button("Export", variant="primary", elem_id="export-start")
+    progress = gr.HTML(elem_id="export-progress-box")
+    table = gr.Markdown(elem_id="export-verification")
+    files = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="export-files")
+    modelfile = gr.Code(label="Modelfile (Ollama)", language=None, interactive=False, elem_id="export-modelfile")
+    start.click(functools.partial(exporting.run, assistant), [adapter, fmt], [progress, table, files, modelfile],
+                concurrency_limit=1)
+    adapter.focus(lambda v: gr.Dropdown(choices=exporting.adapter_choices(assistant), value=v), adapter, adapter)
+
+
 def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str | None = None) -> None:
     from assistant.jobs import JobManager
 
@@ -123,4 +143,5 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     demo.queue(default_concurrency_limit=8)
     print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)
     demo.launch(server_name=host, server_port=port, show_error=False, footer_links=["api"],
-                blocked_paths=[str(assistant.registry.data_dir)])
+                blocked_paths=exporting.blocked_paths(assistant.registry.data_dir),
+                allowed_paths=[str(exporting.exports_dir(assistant))])  # downloads: the exports, nothing else

@@ -1,0 +1,136 @@
+"""Export tab handlers: choose an adapter and a format, export it, show the verification and links.
+
+The export runs in a worker thread of the app process (its heavy parts are llama.cpp's quantizer and
+a separate verification process); the handler streams its phases. Only files inside the exports
+directory are ever handed to Gradio for download, and only for exports that passed verification.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from assistant.export import ExportError, export_adapter
+from assistant.registry import AdapterError
+
+FORMAT_CHOICES = [
+    ("Merged GGUF, 4-bit Q4_K_M (llama.cpp, Ollama; smallest)", "gguf-q4_k_m"),
+    ("Merged GGUF, 8-bit Q8_0", "gguf-q8_0"),
+    ("Merged GGUF, f16", "gguf-f16"),
+    ("LoRA GGUF only (use with the base GGUF: llama-cli --lora, Ollama ADAPTER)", "lora-gguf"),
+    ("Merged Hugging Face safetensors (transformers)", "hf"),
+]
+PHASES = ("prepare", "convert", "merge", "quantize", "verify", "finish", "done")
+_busy = threading.Lock()  # one export at a time: each takes the CPU for a minute
+
+
+def exports_dir(assistant) -> Path:
+    return Path(assistant.registry.data_dir) / "exports"
+
+
+def blocked_paths(data_dir: Path) -> list[str]:
+    """Everything in the data directory except the exports, for Gradio's blocked_paths."""
+    data_dir = Path(data_dir)
+    names = {"adapters", "uploads", "staging", "knowledge", "jobs"}
+    if data_dir.is_dir():
+        names |= {p.name for p in data_dir.iterdir()}
+    return [str(data_dir / name) for name in sorted(names - {"exports"})]
+
+
+def adapter_choices(assistant) -> list[str]:
+    return [a.name for a in assistant.registry.list() if a.usable]
+
+
+def servable(path: Path, root: Path) -> bool:
+    """True only for a regular file inside the exports directory (no links out of it)."""
+    try:
+        resolved = Path(path).resolve(strict=True)
+        return resolved.is_file() and resolved.is_relative_to(Path(root).resolve())
+    except OSError:
+        return False
+
+
+def progress_html(phase: str, message: str, state: str = "running") -> str:
+    done = PHASES.index(phase) if phase in PHASES else 0
+    steps = " → ".join(f"<b>{p}</b>" if p == phase else (f"{p} ✓" if i < done else p)
+                       for i, p in enumerate(PHASES[:-1]))
+    return (f"<div id='export-progress' data-state='{state}' data-phase='{_escape(phase)}'>{steps}"
+            f"<div>{_escape(message)}</div></div>")
+
+
+def verification_markdown(info: dict) -> str:
+    verification = info.get("verification")
+    adapter = info["adapter"]
+    head = f"### {adapter['name']} v{adapter['version']} → {info['format']}"
+    if not verification:
+        return head + "\n\nNot verified."
+    if verification.get("error"):
+        return head + f"\n\n❌ **Verification FAILED**: {_escape(verification['error'])}. The files are not offered."
+    lines = [head, "| questions | count | same tokens as peft | peft recall | export recall | result |",
+             "|---|---:|---:|---:|---:|---|"]
+    for row in verification["sets"]:
+        lines.append(f"| {row['set']} | {row['questions']} | {row['token_identical']:.0%} | "
+                     f"{row['reference_recall']:.0%} | {row['export_recall']:.0%} | "
+                     f"{'✅ ok' if row['passed'] else '❌ failed'} |")
+    if verification["passed"]:
+        lines.append("\n✅ **Verification passed**: the export answers like the adapter it came from.")
+    else:
+        lines.append("\n❌ **Verification FAILED**: its recall trails the peft model by more than "
+                     f"{verification['tolerance']:.0%}. The files are not offered for download.")
+    return "\n".join(lines)
+
+
+def run(assistant, adapter_name: str | None, fmt: str | None, poll_s: float = 0.3) -> Iterator[tuple]:
+    """Stream (progress html, verification markdown, download files, Modelfile text)."""
+    if not adapter_name:
+        yield progress_html("prepare", "Choose an adapter first.", "error"), "", None, ""
+        return
+    if not _busy.acquire(blocking=False):
+        yield progress_html("prepare", "Another export is running; try again when it is done.", "error"), "", None, ""
+        return
+    try:
+        try:
+            adapter = assistant.registry.get(adapter_name)
+        except AdapterError as exc:
+            yield progress_html("prepare", str(exc), "error"), "", None, ""
+            return
+        events: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = export_adapter(assistant.base, adapter, fmt, exports_dir(assistant),
+                                                   progress=lambda phase, message: events.put((phase, message)))
+            except ExportError as exc:
+                outcome["error"] = str(exc)
+            except Exception as exc:  # shown, never raised into Gradio's generic error box
+                outcome["error"] = f"export failed: {type(exc).__name__}: {exc}"
+
+        worker = threading.Thread(target=work, name="export", daemon=True)
+        worker.start()
+        phase, message = "prepare", "starting"
+        while worker.is_alive() or not events.empty():
+            try:
+                phase, message = events.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+            yield progress_html(phase, message), "", None, ""
+        if "error" in outcome:
+            yield progress_html(phase, f"❌ {outcome['error']}", "error"), "", None, ""
+            return
+        result = outcome["result"]
+        root = exports_dir(assistant)
+        offered = [*result.files, result.path / "export.json"]
+        files = [str(p) for p in offered if servable(p, root)] if result.passed else None
+        state = "passed" if result.passed else "failed"
+        note = f"Done: {result.path.name}" if result.passed else f"Verification FAILED: {result.path.name}"
+        yield (progress_html("done", note, state), verification_markdown(result.info), files,
+               (result.path / "Modelfile").read_text())
+    finally:
+        _busy.release()
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;")
