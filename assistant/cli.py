@@ -208,6 +208,7 @@ def cmd_train(args) -> int:
     from pathlib import Path
 
     from assistant.data import DataError, load_qa_file
+    from assistant.registry import validate_name
     from assistant.train import TrainingCancelled, preset, train
 
     def emit(event: dict) -> None:
@@ -219,11 +220,15 @@ def cmd_train(args) -> int:
         return _fail(message, code)
 
     try:
+        validate_name(args.name)  # before anything is read or loaded: the name becomes a directory
+    except AdapterError as exc:
+        return fail(str(exc), 2)
+    try:
         overrides = parse_overrides(args.set)
         overrides["allow_conflicts"] = args.allow_conflicts or overrides.get("allow_conflicts", False)
         cfg = preset(args.preset, **overrides)
+        report = load_qa_file(args.data)  # first: it refuses an oversized file before reading it
         data_bytes = Path(args.data).read_bytes()
-        report = load_qa_file(args.data)
     except (DataError, ValueError) as exc:
         return fail(str(exc), 1)
     except OSError as exc:

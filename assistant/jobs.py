@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,10 @@ class JobManager:
 
     def _watch(self, job: Job) -> None:
         assert job.process is not None and job.process.stdout is not None
+        # Drain stderr as it comes: a child blocked on a full stderr pipe would never finish stdout.
+        stderr_tail: deque[str] = deque(maxlen=200)
+        drain = threading.Thread(target=stderr_tail.extend, args=(job.process.stderr or (),), daemon=True)
+        drain.start()
         for line in job.process.stdout:
             try:
                 event = json.loads(line)
@@ -106,11 +111,16 @@ class JobManager:
                 job.events.append(event)
         code = job.process.wait()
         self.on_busy(False)
-        stderr = job.process.stderr.read() if job.process.stderr else ""
+        drain.join(timeout=5)
+        stderr = "".join(stderr_tail)
         if job.result is not None and code == 0:
             job.state = "done"
         elif code in (-signal.SIGTERM, 143) or (job.error or "").startswith("training cancelled"):
             job.state, job.error = "cancelled", "cancelled; nothing was published"
+        elif code < 0:  # killed by a signal (SIGKILL from the OOM killer, say): stderr says nothing useful
+            job.state = "failed"
+            job.error = (f"the training process was killed ({_signal_name(-code)}), perhaps for lack of memory; "
+                         "no partial adapter is listed, and you can start it again")
         else:
             job.state = "failed"
             job.error = job.error or _last_line(stderr) or f"training stopped unexpectedly (exit code {code})"
@@ -118,6 +128,13 @@ class JobManager:
 
 def _lower_priority() -> None:
     os.nice(TRAINING_NICENESS)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _last_line(text: str) -> str:
