@@ -279,32 +279,31 @@ def _read_csv(text: str, source_name: str) -> tuple[list[str], list[Item]]:
     # file over one huge cell, which the length check rejects as a row instead.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FILE_BYTES, len(text)))
     try:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        rows, starts, line = [], [], 0
-        for row in reader:
-            starts.append(line + 1)  # the line the row began on (a quoted cell may span lines)
-            rows.append(row)
-            line = reader.line_num
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:
         raise DataError(f"could not read the CSV file: {exc}") from None
-    _check_unclosed_quote(text, delimiter, rows, starts)
+    _check_quotes(text, delimiter)
     return _table_items(rows)
 
 
-def _check_unclosed_quote(text: str, delimiter: str, rows: list[list[str]], starts: list[int]) -> None:
-    """A quote that is never closed swallows the rest of the file into one cell: say so, don't drop rows."""
-    if not rows or not any("\n" in cell for cell in rows[-1]):
-        return  # the swallowed cell would run to the end of the file, across lines
+def _check_quotes(text: str, delimiter: str) -> None:
+    """A missing quote makes the lenient reader merge rows silently (the rest of the file into one
+    cell, or a row glued to the next); a strict second read finds where, so we say so instead."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1
     try:
-        for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True):
-            pass
+        for _ in reader:
+            start = reader.line_num + 1
     except csv.Error as exc:
-        if "unexpected end of data" not in str(exc):
-            return
-        line = starts[-1]
-        raise DataError(f"a quoted cell is never closed: the '\"' in the row starting on line {line} has no "
-                        "closing quote, so everything after it would be read as one cell; add the missing quote "
-                        "(or remove the stray one) and upload again") from None
+        if "end of data" in str(exc):
+            where = f"the quote that opens a cell in the row starting on line {start} is never closed"
+        elif "expected after" in str(exc):
+            where = (f"in the row starting on line {start}, a cell's closing quote is followed by more text "
+                     f"(on line {reader.line_num}) instead of {delimiter!r}: a quote is missing or stray")
+        else:
+            return  # nothing about quotes: the lenient read stands
+        raise DataError(f"{where}, so rows would run together; fix the quotes (a quote inside a quoted cell "
+                        'is written "") and upload again') from None
 
 
 def _sniff_delimiter(text: str) -> str:
