@@ -51,6 +51,8 @@ _FORMULA = re.compile(r"^(=\S|=\s*[A-Za-z(]|[+\-@]\s*[A-Za-z_][\w.]*\s*[(|!])|\w
 
 codecs.register_error("assistant-latin-1", lambda e: (e.object[e.start:e.end].decode("latin-1"), e.end))
 
+_EXTRA_CELLS = "\x00extra cells"  # marks a table row longer than its header; no real column normalises to it
+
 Item = tuple[int, "dict[str, Any] | str"]  # (row number, fields by normalised key | rejection reason)
 
 
@@ -183,7 +185,8 @@ def read_qa_bytes(data: bytes, source_name: str, *, max_bytes: int = MAX_FILE_BY
     kept, folded = _fold_duplicates(records)
     report = DataReport(source_name, hashlib.sha256(data).hexdigest(), file_format, len(items), kept,
                         rejected, folded, _find_conflicts(kept), [])
-    report.warnings = [encoding_note] * bool(encoding_note) + _collect_warnings(report)
+    extra = [row for row, fields in items if isinstance(fields, dict) and fields.get(_EXTRA_CELLS)]
+    report.warnings = [encoding_note] * bool(encoding_note) + _extra_cells_warning(extra) + _collect_warnings(report)
     return report
 
 
@@ -345,7 +348,10 @@ def _table_items(rows: list[list[Any]]) -> tuple[list[str], list[Item]]:
     # Numbering counts blank rows too, so row N is always the Nth row under the header.
     for number, row in enumerate(rows_left, 1):
         if not _is_blank(row):
-            items.append((number, _normalise_keys(dict(zip(columns, row, strict=False)))))
+            fields = _normalise_keys(dict(zip(columns, row, strict=False)))
+            if not _is_blank(row[len(columns):]):
+                fields[_EXTRA_CELLS] = True  # reported: usually an unquoted comma cut an answer short
+            items.append((number, fields))
     return columns, items
 
 
@@ -545,6 +551,14 @@ def _find_conflicts(records: list[Record]) -> list[Conflict]:
         if len(answers) > 1:
             conflicts.append(Conflict(group[0].question, answers, [r.row for r in group]))
     return conflicts
+
+
+def _extra_cells_warning(rows: list[int]) -> list[str]:
+    if not rows:
+        return []
+    shown = ", ".join(map(str, rows[:10])) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    return [f"{len(rows)} row(s) have more cells than the header has columns (rows {shown}): the extra cells "
+            "were ignored; a cell that contains the separator (a comma, say) must be in quotes"]
 
 
 def _collect_warnings(report: DataReport) -> list[str]:
