@@ -20,16 +20,7 @@ def test_llamacpp_matches_peft_greedy_tokens(tiny_hf, tiny_llamacpp, tiny_regist
 
 
 def _llama_logits(engine, prompt, adapter):
-    engine.llm.reset()
-    with engine._lock:
-        if adapter is not None:
-            engine._load_locked(adapter.key, adapter.gguf_path)
-        engine._set_active(adapter.key if adapter else None)
-        tokens = engine.tokenize(prompt)
-        engine.llm.reset()
-        engine.llm.eval(tokens)
-        n_vocab = engine.llm.n_vocab()
-        return np.ctypeslib.as_array(engine.llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+    return engine.next_token_logits(prompt, adapter)
 
 
 def _hf_logits(engine, prompt, adapter):
@@ -129,3 +120,41 @@ def test_settings_validation():
         GenerationSettings(max_tokens=0)
     with pytest.raises(ValueError, match="temperature"):
         GenerationSettings(temperature=-1)
+
+
+def test_two_chats_decode_at_once_each_with_its_own_adapter(tiny_base, tiny_registry):
+    """Two slots on one model: interleaved token by token, each stream equals its serial answer."""
+    from assistant.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=2)
+    alpha, beta = tiny_registry.get("alpha"), tiny_registry.get("beta")
+    serial = {a.key: list(engine.generate_ids(PROMPTS[1], a, GREEDY)) for a in (alpha, beta)}
+    streams = {a.key: engine.generate_ids(PROMPTS[1], a, GREEDY) for a in (alpha, beta)}
+    got = {key: [] for key in streams}
+    for _ in range(GREEDY.max_tokens):  # both hold a slot at once: a single slot would deadlock here
+        for key, stream in streams.items():
+            got[key].append(next(stream))
+    assert got == serial
+    assert engine.base_loads == 1 and engine.slots == 2
+
+
+def test_requests_beyond_the_slots_wait_their_turn(tiny_base, tiny_registry):
+    import threading
+
+    from assistant.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
+    expected = list(engine.generate_ids(PROMPTS[0], None, GREEDY))
+    holder = engine.generate_ids(PROMPTS[0], None, GREEDY)
+    first = next(holder)  # holds the only slot
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(list(engine.generate_ids(PROMPTS[0], None, GREEDY))))
+    waiter.start()
+    for _ in range(100):
+        if engine.waiting() == 1:
+            break
+        threading.Event().wait(0.01)
+    assert engine.waiting() == 1 and not results
+    assert [first, *holder] == expected  # finishing the first request frees the slot
+    waiter.join(timeout=30)
+    assert results == [expected] and engine.waiting() == 0

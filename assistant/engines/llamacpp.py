@@ -1,9 +1,17 @@
-"""llama.cpp engine: the 4-bit GGUF base loaded once, GGUF LoRA adapters switched per request.
+"""llama.cpp engine: the 4-bit GGUF base loaded once, several chats at once, adapters per request.
 
-Switching is cheap: each adapter is initialised once against the loaded model (a few ms), and a
-request sets the context's adapter list (empty for the bare base). The KV cache was computed under
-the previous adapter, so a switch also resets the context's token history; requests that stay on
-one adapter keep llama-cpp-python's prompt-prefix reuse.
+One `llama_model` holds the weights; each of `slots` contexts (default: one per core) holds its own
+KV cache and its own adapter set, so several chats decode at once, each with the adapter its session
+chose. A request waits for a free slot (first come, first served); the app keeps its own bounded
+queue in front of this, which shows each user their place.
+
+Switching is cheap: each adapter is initialised once against the model (a few ms), and a slot sets
+its adapter list per request. The KV cache was computed under the previous adapter, so a switch
+clears the slot's history; a request on the same adapter reuses the cached prompt prefix.
+
+Threads: llama.cpp's workers spin while they wait, so contexts must never ask for more threads
+together than there are cores (two 2-thread decodes on 2 cores ran ~50x slower, measured). The
+core budget is split between the slots that are decoding, re-read before every decode call.
 """
 
 from __future__ import annotations
@@ -11,39 +19,158 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.engines import EngineError, GenerationSettings, stream_answer
 from assistant.prompts import get_format
 
-NO_ADAPTER = None
+
+class _Slot:
+    """One llama.cpp context: its KV cache, its token history, its active adapter."""
+
+    def __init__(self, engine: LlamaCppEngine, index: int, n_ctx: int):
+        import llama_cpp
+        from llama_cpp._internals import LlamaBatch, LlamaContext
+
+        params = llama_cpp.llama_context_default_params()
+        for name in ("n_batch", "n_ubatch", "rope_scaling_type", "rope_freq_base", "rope_freq_scale", "flash_attn_type",
+                     "type_k", "type_v"):
+            if hasattr(engine.llm.context_params, name):
+                setattr(params, name, getattr(engine.llm.context_params, name))
+        params.n_ctx = n_ctx
+        params.n_threads = params.n_threads_batch = engine.threads
+        self.index = index
+        self.ctx = LlamaContext(model=engine.llm._model, params=params, verbose=False)
+        self.n_batch = params.n_batch
+        self.batch = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self.tokens: list[int] = []  # what the KV cache holds
+        self.adapter: str | None = None
+        self.threads = engine.threads
+
+    def n_ctx(self) -> int:
+        return self.ctx.n_ctx()
+
+    def set_adapter(self, key: str | None, handle) -> bool:
+        """Make `key` this slot's adapter; True when that changed anything."""
+        import llama_cpp
+
+        if key == self.adapter:
+            return False
+        if key is None:
+            rc = llama_cpp.llama_set_adapters_lora(self.ctx.ctx, None, 0, None)
+        else:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
+            scales = (ctypes.c_float * 1)(1.0)
+            rc = llama_cpp.llama_set_adapters_lora(self.ctx.ctx, handles, 1, scales)
+        if rc != 0:
+            raise EngineError(f"llama.cpp refused to switch to adapter {key} (code {rc})")
+        self.forget()
+        self.adapter = key
+        return True
+
+    def forget(self) -> None:
+        self.ctx.kv_cache_clear()
+        self.tokens = []
+
+    def set_threads(self, n: int) -> None:
+        if n != self.threads:
+            self.ctx.set_n_threads(n, n)
+            self.threads = n
+
+    def evaluate(self, tokens: list[int]) -> None:
+        """Feed `tokens` after what the cache holds; the last one's logits are then readable."""
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start:start + self.n_batch]
+            self.batch.set_batch(chunk, n_past=len(self.tokens), logits_all=False)
+            try:
+                self.ctx.decode(self.batch)
+            except RuntimeError as exc:
+                self.forget()
+                raise EngineError(f"llama.cpp could not evaluate the prompt: {exc}") from exc
+            self.tokens += chunk
+
+    def prepare(self, prompt: list[int]) -> None:
+        """Evaluate `prompt`, reusing the longest cached prefix (at least one token is evaluated)."""
+        keep = 0
+        limit = min(len(self.tokens), len(prompt) - 1)
+        while keep < limit and self.tokens[keep] == prompt[keep]:
+            keep += 1
+        if keep < len(self.tokens):
+            self.ctx.kv_cache_seq_rm(-1, keep, -1)
+            self.tokens = self.tokens[:keep]
+        self.evaluate(prompt[keep:])
+
+    def logits(self):
+        """The next-token logits after the last evaluated token (a numpy copy)."""
+        import numpy as np
+
+        n_vocab = self.ctx.model.n_vocab()
+        return np.ctypeslib.as_array(self.ctx.get_logits_ith(-1), shape=(n_vocab,)).copy()
 
 
 class LlamaCppEngine:
     name = "llamacpp"
 
-    def __init__(self, gguf_path: Path, prompt_format: str = "qa", n_ctx: int = 2048, n_threads: int | None = None):
+    def __init__(self, gguf_path: Path, prompt_format: str = "qa", n_ctx: int = 2048, n_threads: int | None = None,
+                 slots: int | None = None):
         from llama_cpp import Llama
 
         self.prompt_format = get_format(prompt_format)
         self.gguf_path = Path(gguf_path)
-        threads = n_threads or max(1, len(os.sched_getaffinity(0)))
-        self.threads = threads
+        cores = max(1, len(os.sched_getaffinity(0)))
+        self.threads = n_threads or cores
         try:
-            self.llm = Llama(model_path=str(self.gguf_path), n_ctx=n_ctx, n_threads=threads,
-                             n_threads_batch=threads, verbose=False)
-        except Exception as exc:
+            # The Llama object owns the model (and a small context of its own, used by the raw
+            # baseline in benchmarks); chats run in the slots' contexts.
+            self.llm = Llama(model_path=str(self.gguf_path), n_ctx=n_ctx, n_threads=self.threads,
+                             n_threads_batch=self.threads, verbose=False)
+            self._slots = [_Slot(self, i, n_ctx) for i in range(slots or cores)]
+        except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama.cpp could not load {self.gguf_path.name}: {exc}") from exc
+        self.slots = len(self._slots)
         self.base_loads = 1  # the benchmark and tests check this stays 1 across adapter switches
         self._adapters: dict[str, object] = {}  # key -> llama_adapter_lora_p
-        self._active: str | None = NO_ADAPTER
         self.switches = 0
-        self._lock = threading.Lock()
+        self._budget = self.threads  # cores the decoding slots share (fewer while a job trains)
+        self._cond = threading.Condition()
+        self._free: list[_Slot] = list(self._slots)
+        self._waiting: deque[object] = deque()
+        self._busy = 0
+
+    # slots ------------------------------------------------------------------------------------
+    def _acquire(self) -> _Slot:
+        ticket = object()
+        with self._cond:
+            self._waiting.append(ticket)
+            while not (self._free and self._waiting[0] is ticket):
+                self._cond.wait()
+            self._waiting.popleft()
+            self._busy += 1
+            # Prefer a slot that already has this request's history; callers re-check adapters.
+            slot = self._free.pop()
+            self._cond.notify_all()
+            return slot
+
+    def _release(self, slot: _Slot) -> None:
+        with self._cond:
+            self._free.append(slot)
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def waiting(self) -> int:
+        """Requests waiting for a slot right now."""
+        with self._cond:
+            return len(self._waiting)
+
+    def _threads_now(self) -> int:
+        with self._cond:
+            return max(1, self._budget // max(1, self._busy))
 
     # adapters -------------------------------------------------------------------------------
     def load_adapter(self, adapter) -> None:
-        with self._lock:
+        with self._cond:
             self._load_locked(adapter.key, adapter.gguf_path)
 
     def _load_locked(self, key: str, path: Path):
@@ -58,44 +185,27 @@ class LlamaCppEngine:
         return self._adapters[key]
 
     def unload_adapter(self, key: str) -> None:
+        """Free an adapter once no slot is decoding with it (waits for those requests to end)."""
         import llama_cpp
 
-        with self._lock:
-            handle = self._adapters.pop(key, None)
-            if handle is None:
+        with self._cond:
+            if key not in self._adapters:
                 return
-            if self._active == key:
-                self._set_active(None)
-            llama_cpp.llama_adapter_lora_free(handle)
-
-    def _set_active(self, key: str | None) -> None:
-        import llama_cpp
-
-        if key == self._active:
-            return
-        if key is None:
-            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
-        else:
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[key])
-            scales = (ctypes.c_float * 1)(1.0)
-            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, handles, 1, scales)
-        if rc != 0:
-            raise EngineError(f"llama.cpp refused to switch to adapter {key} (code {rc})")
-        self.llm.reset()  # the cached prompt was computed under the old adapter
-        self._active = key
-        self.switches += 1
+            while any(s.adapter == key for s in self._slots if s not in self._free):
+                self._cond.wait()
+            for slot in self._slots:
+                if slot.adapter == key:
+                    slot.set_adapter(None, None)
+            llama_cpp.llama_adapter_lora_free(self._adapters.pop(key))
 
     def yield_cores(self, busy: bool) -> None:
         """Leave a core to a background job while it runs (and take it back after).
 
-        llama.cpp's OpenMP threads busy-wait at every sync point; with a training process on one of
-        two cores, decoding fell from ~58 to ~0.4 tok/s. One thread fewer keeps ~25-35 tok/s.
+        With a training process on one of two cores, decoding on both fell from ~58 to ~0.4 tok/s
+        (spinning workers); one thread fewer keeps ~25-35 tok/s.
         """
-        import llama_cpp
-
-        n = max(1, self.threads - 1) if busy else self.threads
-        with self._lock:
-            llama_cpp.llama_set_n_threads(self.llm.ctx, n, n)
+        with self._cond:
+            self._budget = max(1, self.threads - 1) if busy else self.threads
 
     # generation -----------------------------------------------------------------------------
     def tokenize(self, prompt: str) -> list[int]:
@@ -104,24 +214,62 @@ class LlamaCppEngine:
     def detokenize(self, ids: list[int]) -> str:
         return self.llm.detokenize(ids).decode("utf-8", errors="replace")
 
+    def n_ctx(self) -> int:
+        return self._slots[0].n_ctx()
+
     def generate_ids(self, prompt: str, adapter, settings: GenerationSettings) -> Iterator[int]:
         tokens = self.tokenize(prompt)
-        if len(tokens) + settings.max_tokens > self.llm.n_ctx():
+        if len(tokens) + settings.max_tokens > self.n_ctx():
             raise EngineError(f"the conversation is too long ({len(tokens)} tokens); clear the chat and ask again")
-        with self._lock:
-            if adapter is not None:
-                self._load_locked(adapter.key, adapter.gguf_path)
-            self._set_active(adapter.key if adapter is not None else None)
-            self.llm.set_seed(settings.seed)
-            stream = self.llm.generate(tokens, top_k=settings.top_k, top_p=settings.top_p, min_p=0.0,
-                                       temp=settings.temperature, repeat_penalty=1.0)
+        slot = self._acquire()
+        try:
+            with self._cond:
+                handle = self._load_locked(adapter.key, adapter.gguf_path) if adapter is not None else None
+                if slot.set_adapter(adapter.key if adapter is not None else None, handle):
+                    self.switches += 1
+            slot.set_threads(self._threads_now())
+            slot.prepare(tokens)
+            sampler = _sampler(settings)
             try:
-                for count, token in enumerate(stream, start=1):
+                for count in range(1, settings.max_tokens + 1):
+                    token = sampler.sample(slot.ctx, -1)
+                    sampler.accept(token)
                     yield token
-                    if count >= settings.max_tokens:
+                    if count == settings.max_tokens:
                         break
+                    slot.set_threads(self._threads_now())
+                    slot.evaluate([token])
             finally:
-                stream.close()
+                sampler.close()
+        finally:
+            self._release(slot)
+
+    def next_token_logits(self, prompt: str, adapter) -> object:
+        """The full next-token distribution after `prompt` (tests compare it with transformers)."""
+        slot = self._acquire()
+        try:
+            with self._cond:
+                handle = self._load_locked(adapter.key, adapter.gguf_path) if adapter is not None else None
+                slot.set_adapter(adapter.key if adapter is not None else None, handle)
+            slot.forget()
+            slot.evaluate(self.tokenize(prompt))
+            return slot.logits()
+        finally:
+            self._release(slot)
 
     def generate(self, messages: list[dict], adapter, settings: GenerationSettings) -> Iterator[str]:
         return stream_answer(self, messages, adapter, settings)
+
+
+def _sampler(settings: GenerationSettings):
+    from llama_cpp._internals import LlamaSampler
+
+    sampler = LlamaSampler()
+    if settings.temperature <= 0:
+        sampler.add_greedy()
+    else:
+        sampler.add_top_k(settings.top_k)
+        sampler.add_top_p(settings.top_p, 1)
+        sampler.add_temp(settings.temperature)
+        sampler.add_dist(settings.seed)
+    return sampler
