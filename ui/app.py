@@ -12,6 +12,7 @@ from ui import export as exporting
 from ui import train as training
 
 TITLE = "Field assistant"
+QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "the queue is full", not left hanging
 
 
 def build(assistant, jobs=None) -> gr.Blocks:
@@ -55,8 +56,11 @@ def _chat_tab(assistant):
     respond = functools.partial(chat.respond, assistant)
     inputs = [box, chatbot, conversation, adapter, max_tokens, temperature, ground]
     outputs = [chatbot, conversation, box]
-    box.submit(respond, inputs, outputs, concurrency_limit=8)
-    send.click(respond, inputs, outputs, concurrency_limit=8)
+    # One queue for both ways of asking: as many answers stream at once as the engine has slots;
+    # the rest wait in Gradio's queue, which shows each user their place in line.
+    slots = getattr(assistant.engine, "slots", 1)
+    box.submit(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
+    send.click(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
     clear.click(chat.clear, None, outputs)
 
     refresh.click(functools.partial(_refreshed, assistant), adapter, [adapter, card, broken])
@@ -140,7 +144,7 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
                       on_busy=getattr(assistant.engine, "yield_cores", None))
     demo = build(assistant, jobs)
-    demo.queue(default_concurrency_limit=8)
+    demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE)
     print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)
     demo.launch(server_name=host, server_port=port, show_error=False, footer_links=["api"],
                 blocked_paths=exporting.blocked_paths(assistant.registry.data_dir),
