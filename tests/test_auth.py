@@ -1,0 +1,102 @@
+"""Users file, password hashing, login rate limits and role checks (no browser, no model)."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from assistant import auth
+from assistant.auth import Access, AuthError, Users, add_user
+
+
+@pytest.fixture
+def users_file(tmp_path):
+    path = tmp_path / "users.json"
+    add_user(path, "Amina", "trainer", "correct horse battery")
+    add_user(path, "joseph", "farmer", "maize and beans")
+    return path
+
+
+def test_passwords_are_stored_hashed_salted_and_private(users_file):
+    raw = users_file.read_text()
+    assert "correct horse" not in raw and "maize and beans" not in raw
+    entries = json.loads(raw)["users"]
+    assert set(entries) == {"amina", "joseph"}
+    assert entries["amina"]["password"] != entries["joseph"]["password"]
+    assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
+    assert auth.verify_password("correct horse battery", entries["amina"]["password"])
+    assert not auth.verify_password("correct horse batterY", entries["amina"]["password"])
+
+
+def test_login_and_roles(users_file):
+    users = Users.load(users_file)
+    assert users.check("amina", "correct horse battery")
+    assert users.check("AMINA ", "correct horse battery")  # names are case-insensitive
+    assert not users.check("amina", "maize and beans")
+    assert not users.check("nobody", "maize and beans")
+    access = Access(users)
+    assert access.allows("amina", "trainer") and access.allows("joseph", "farmer")
+    assert not access.allows("joseph", "trainer")
+    assert "may not train" in access.denial("joseph", "trainer", "train")
+    assert access.denial(None, "farmer", "chat") == "Please log in first."
+    assert Access(None).allows(None, "trainer")  # no users file: local single-user use
+
+
+def test_repeated_failures_lock_the_name_even_for_the_right_password(users_file):
+    users = Users.load(users_file)
+    for _ in range(auth.MAX_FAILURES):
+        assert not users.check("joseph", "guess", now=100.0)
+    assert not users.check("joseph", "maize and beans", now=101.0)
+    assert users.check("amina", "correct horse battery", now=101.0)  # others are not locked out
+    assert users.check("joseph", "maize and beans", now=101.0 + auth.LOCKOUT_S)
+
+
+def test_overall_failure_rate_is_capped(users_file):
+    users = Users.load(users_file)
+    for i in range(auth.GLOBAL_FAILURES_PER_MINUTE):
+        users.check(f"user{i}", "guess", now=10.0)
+    assert not users.check("amina", "correct horse battery", now=20.0)
+    assert users.check("amina", "correct horse battery", now=80.0)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "not readable JSON"),
+    ('{"users": {}}', "lists no users"),
+    ('{"users": {"ann": {"role": "admin", "password": "scrypt$1"}}}', "role 'admin'"),
+    ('{"users": {"ann": {"role": "farmer", "password": "hunter22"}}}', "plain-text passwords are refused"),
+    ('{"users": {"../x": {"role": "farmer", "password": "scrypt$1"}}}', "bad entry"),
+])
+def test_bad_users_files_are_refused_clearly(tmp_path, content, message):
+    path = tmp_path / "users.json"
+    path.write_text(content)
+    with pytest.raises(AuthError, match=message.replace("$", r"\$")):
+        Users.load(path)
+    with pytest.raises(AuthError, match="does not exist"):
+        Users.load(tmp_path / "missing.json")
+
+
+def test_bad_user_requests(tmp_path):
+    with pytest.raises(AuthError, match="at least 8"):
+        add_user(tmp_path / "u.json", "ann", "farmer", "short")
+    with pytest.raises(AuthError, match="role"):
+        add_user(tmp_path / "u.json", "ann", "admin", "long enough pw")
+    with pytest.raises(AuthError, match="user name"):
+        add_user(tmp_path / "u.json", "../ann", "farmer", "long enough pw")
+    assert not (tmp_path / "u.json").exists()
+
+
+def test_cli_user_add_and_serve_refuses_the_network_without_auth(tmp_path, capsys, monkeypatch):
+    import io
+
+    from assistant.cli import main
+
+    path = tmp_path / "users.json"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert main(["user", "add", "grace", "--role", "trainer", "--file", str(path), "--password-stdin"]) == 0
+    assert Users.load(path).check("grace", "a long password")
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "without --auth" in capsys.readouterr().err
+    assert main(["serve", "--auth", str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
