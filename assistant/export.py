@@ -51,6 +51,10 @@ FORMATS = ("lora-gguf", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "hf")
 QUANT_TYPES = {"gguf-f16": "F16", "gguf-q8_0": "Q8_0", "gguf-q4_k_m": "Q4_K_M"}
 EXPORT_JSON = "export.json"
 MODELFILE = "Modelfile"
+# Re-quantizing to 4 bits erases a LoRA: the base was itself Q4_K_M, so W + scale * B @ A rounds
+# back onto W's 4-bit grid. Measured on xylandia: recall 100% -> 0% with every tensor at Q4_K_M.
+# The matrices the LoRA changed are therefore kept at 8 bits; the rest is Q4_K_M as usual.
+KEEP_CHANGED = {"Q4_K_M": "Q8_0"}
 RECALL_TOLERANCE = 0.10  # an export may trail the peft model's recall by at most 10 points
 VERIFY_TIMEOUT_S = 1800
 
@@ -215,9 +219,13 @@ def _export_merged_gguf(base, adapter, fmt: str, staging: Path, say: Progress) -
     f16_path = staging / (name if quant == "F16" else f".{name}.f16.tmp")
     write_merged_gguf(weights, f16_path, kv, meta, dtype="f16",
                       on_tensor=lambda i, n: say("merge", f"merged and wrote tensor {i}/{n}") if i % 24 == 0 or i == n else None)
+    n_layers = int(weights.config["num_hidden_layers"])
+    changed = sorted({gguf_tensor_name(w, n_layers) for w in weights.deltas})
+    weights.close()  # drop the memory-mapped base weights before llama.cpp maps the f16 file
     if quant != "F16":
-        say("quantize", f"quantizing to {quant} with llama.cpp")
-        quantize_gguf(f16_path, staging / name, quant)
+        keep = KEEP_CHANGED.get(quant)
+        say("quantize", f"quantizing to {quant} with llama.cpp" + (f" (LoRA-changed matrices at {keep})" if keep else ""))
+        quantize_gguf(f16_path, staging / name, quant, keep={t: keep for t in changed} if keep else None)
         f16_path.unlink()
     return [name]
 
@@ -273,6 +281,12 @@ class MergedWeights:
 
     def names(self) -> list[str]:
         return sorted(self._where)
+
+    def close(self) -> None:
+        import gc
+
+        self._where, self._handles = {}, []
+        gc.collect()
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._where[name].get_slice(name).get_shape())
@@ -343,15 +357,34 @@ def write_merged_gguf(weights: MergedWeights, out_path: Path, tokenizer: list, m
     return out_path
 
 
-def quantize_gguf(src: Path, dst: Path, quant: str, threads: int | None = None) -> Path:
-    """llama.cpp's own quantizer (llama_model_quantize) on an f16 GGUF."""
+def quantize_gguf(src: Path, dst: Path, quant: str, keep: dict[str, str] | None = None,
+                  threads: int | None = None) -> Path:
+    """llama.cpp's own quantizer (llama_model_quantize) on an f16 GGUF; `keep` maps tensor names to
+    the type they get instead (e.g. {"blk.0.attn_q.weight": "Q8_0"})."""
+    import re
+
     import llama_cpp
 
+    try:  # llama.cpp logs every tensor at INFO; keep errors only
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)
+    except ImportError:
+        pass
     ftype = {"Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
              "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16}[quant]
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads or int(os.environ.get("ASSISTANT_EXPORT_THREADS") or len(os.sched_getaffinity(0)))
+    if keep:
+        ggml = {"Q8_0": llama_cpp.GGML_TYPE_Q8_0, "F16": llama_cpp.GGML_TYPE_F16, "Q6_K": llama_cpp.GGML_TYPE_Q6_K}
+        items = sorted(keep.items())
+        overrides = (llama_cpp.llama_model_tensor_override * (len(items) + 1))()
+        patterns = [f"^{re.escape(name)}$".encode() for name, _ in items]  # kept alive until the call returns
+        for slot, pattern, (_, kind) in zip(overrides, patterns, items, strict=False):
+            slot.pattern, slot.type = pattern, ggml[kind]
+        overrides[len(items)].pattern = None  # the list ends at a null pattern
+        params.tt_overrides = ctypes.cast(overrides, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not Path(dst).is_file():
         Path(dst).unlink(missing_ok=True)

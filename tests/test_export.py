@@ -280,3 +280,14 @@ def test_the_ui_serves_only_files_inside_the_exports_directory(tmp_path):
     assert not servable(root / "x-v1-hf" / ".." / ".." / "adapters" / "secret.json", root)
     blocked = blocked_paths(tmp_path / "data")
     assert str(tmp_path / "data" / "adapters") in blocked and str(root) not in blocked
+
+
+def test_q4_k_m_keeps_the_lora_changed_matrices_at_8_bits(exports):
+    """4-bit re-quantization of W + B@A rounds back to W's grid (recall 100% -> 0% on xylandia)."""
+    import gguf
+
+    result = exports["gguf-q4_k_m"]
+    reader = gguf.GGUFReader(str(result.path / result.info["model_files"][0]))
+    types = {t.name: t.tensor_type for t in reader.tensors}
+    assert types["blk.0.attn_q.weight"] == gguf.GGMLQuantizationType.Q8_0  # beta targets every projection
+    assert types["blk.1.ffn_down.weight"] == gguf.GGMLQuantizationType.Q8_0
