@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from assistant.base import BaseError
 from assistant.engines import ENGINES, EngineError, GenerationSettings
@@ -74,8 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the web app")
     _common(serve)
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; others need --auth)")
     serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--auth", default=os.environ.get("ASSISTANT_AUTH"),
+                       help="users file (see `assistant user add`): log-in required, roles farmer and trainer")
+    serve.add_argument("--max-upload-mb", type=int, default=20, help="largest file a user may upload")
+
+    user = sub.add_parser("user", help="add a user to a users file (for serve --auth), or change their password")
+    user.add_argument("action", choices=["add"])
+    user.add_argument("name")
+    user.add_argument("--role", default="farmer", help="farmer (chats) or trainer (also trains, exports, deletes)")
+    user.add_argument("--file", required=True, help="the users file to create or update")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from stdin (for scripts)")
     return parser
 
 
@@ -319,14 +331,44 @@ def cmd_provision(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from assistant.auth import AuthError, Users
     from ui.app import serve
 
-    serve(_open(args), host=args.host, port=args.port, base_spec=args.base)
+    users = None
+    if args.auth:
+        try:
+            users = Users.load(Path(args.auth))
+        except AuthError as exc:
+            return _fail(str(exc), 2)
+    elif args.host not in ("127.0.0.1", "localhost", "::1"):
+        return _fail(f"refusing to listen on {args.host} without --auth: anyone on the network could train, "
+                     "export and delete adapters (create a users file with `assistant user add`)", 2)
+    serve(_open(args), host=args.host, port=args.port, base_spec=args.base, users=users,
+          max_upload_mb=args.max_upload_mb)
+    return 0
+
+
+def cmd_user(args) -> int:
+    import getpass
+
+    from assistant.auth import AuthError, add_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            return _fail("the passwords differ; nothing was changed", 2)
+    try:
+        add_user(Path(args.file), args.name, args.role, password)
+    except AuthError as exc:
+        return _fail(str(exc), 2)
+    print(f"{args.name.strip().lower()} ({args.role}) saved in {args.file}")
     return 0
 
 
 COMMANDS = {"chat": cmd_chat, "adapters": cmd_adapters, "validate": cmd_validate, "train": cmd_train,
-            "provision": cmd_provision, "serve": cmd_serve, "export": cmd_export}
+            "provision": cmd_provision, "serve": cmd_serve, "export": cmd_export, "user": cmd_user}
 
 if __name__ == "__main__":
     sys.exit(main())

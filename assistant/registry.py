@@ -286,6 +286,28 @@ class Registry:
             os.replace(staging, target)
         return self._load(target, "local")
 
+    def delete(self, name: str) -> list[Adapter]:
+        """Remove every version of a trained adapter; returns what was removed.
+
+        The adapter's directory is renamed into staging first (one atomic step: it is listed whole
+        or not at all), then removed; a crash in between leaves only staging, swept at the next start.
+        Shipped adapters are part of the install and are never deleted.
+        """
+        from filelock import FileLock
+
+        validate_name(name)
+        versions = [a for a in self.all_versions() if a.name == name]
+        if not versions:
+            raise UnknownAdapter(name, self.usable_names())
+        if all(a.source == "shipped" for a in versions):
+            raise AdapterError(f"'{name}' is a shipped adapter; it is part of the install and cannot be deleted")
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.local_dir / ".publish.lock")):
+            doomed = self.staging_dir / f"deleted-{name}-{os.getpid()}-{time.time_ns()}"
+            os.replace(self.local_dir / name, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return [a for a in versions if a.source == "local"]
+
 
 def publish_peft_model(registry: Registry, peft_model, name: str, manifest: dict, extra_files: dict | None = None,
                        before_publish=None) -> Adapter:

@@ -7,30 +7,44 @@ import os
 
 import gradio as gr
 
+from assistant.auth import Access
 from ui import chat
 from ui import export as exporting
 from ui import train as training
+from ui.access import FARMER, TRAINER, guard, username
 
 TITLE = "Field assistant"
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "the queue is full", not left hanging
 
 
-def build(assistant, jobs=None) -> gr.Blocks:
+def build(assistant, jobs=None, access: Access | None = None) -> gr.Blocks:
+    """The app. `access` decides who may do what (every handler checks it on the server); without
+    one, as on a single machine with no users file, everyone may do everything."""
+    access = access or Access(None)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}\nChat with the base model or a specialised adapter. "
                     f"<sub>Base: {assistant.base.name} · engine: {assistant.engine.name}</sub>")
         with gr.Tabs() as tabs:
             with gr.Tab("Chat", id="chat"):
-                adapter, card, broken = _chat_tab(assistant)
+                adapter, card, broken = _chat_tab(assistant, access)
+            trainer_tabs = []
             if jobs is not None:
-                with gr.Tab("Train", id="train"):
-                    _train_tab(assistant, jobs, demo, tabs, adapter, card, broken)
-            with gr.Tab("Export", id="export"):
-                _export_tab(assistant)
+                with gr.Tab("Train", id="train") as train_tab:
+                    _train_tab(assistant, jobs, demo, tabs, adapter, card, broken, access)
+                trainer_tabs.append(train_tab)
+            with gr.Tab("Export", id="export") as export_tab:
+                _export_tab(assistant, access)
+            trainer_tabs.append(export_tab)
+        if access.enabled:  # farmers see only the chat (the handlers refuse them anyway)
+            def tabs_for(request: gr.Request):
+                allowed = access.allows(username(request), TRAINER)
+                return [gr.Tab(visible=allowed) for _ in trainer_tabs]
+
+            demo.load(tabs_for, None, trainer_tabs)
     return demo
 
 
-def _chat_tab(assistant):
+def _chat_tab(assistant, access):
     with gr.Row(equal_height=True):
         adapter = gr.Dropdown(choices=chat.adapter_choices(assistant), value=chat.NONE_VALUE, scale=4,
                               label="Adapter for this chat", elem_id="adapter-select", interactive=True)
@@ -53,7 +67,7 @@ def _chat_tab(assistant):
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = always the same answer)")
     clear = gr.Button("Clear chat", elem_id="clear")
 
-    respond = functools.partial(chat.respond, assistant)
+    respond = guard(access, FARMER, "chat", functools.partial(chat.respond, assistant))
     inputs = [box, chatbot, conversation, adapter, max_tokens, temperature, ground]
     outputs = [chatbot, conversation, box]
     # One queue for both ways of asking: as many answers stream at once as the engine has slots;
@@ -63,9 +77,11 @@ def _chat_tab(assistant):
     send.click(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
     clear.click(chat.clear, None, outputs)
 
-    refresh.click(functools.partial(_refreshed, assistant), adapter, [adapter, card, broken])
-    adapter.change(functools.partial(chat.adapter_card, assistant), adapter, card)
-    adapter.focus(functools.partial(_refreshed, assistant), adapter, [adapter, card, broken])
+    refreshed = guard(access, FARMER, "list adapters", functools.partial(_refreshed, assistant))
+    refresh.click(refreshed, adapter, [adapter, card, broken])
+    adapter.change(guard(access, FARMER, "read adapter cards", functools.partial(chat.adapter_card, assistant)),
+                   adapter, card)
+    adapter.focus(refreshed, adapter, [adapter, card, broken])
     return adapter, card, broken
 
 
@@ -77,7 +93,7 @@ def _refreshed(assistant, wanted):
     return gr.Dropdown(choices=choices, value=value), chat.adapter_card(assistant, value), chat.unusable_note(assistant)
 
 
-def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken) -> None:
+def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken, access) -> None:
     gr.Markdown("Teach the model your own facts from a question–answer file. Training runs in the background; "
                 "chats keep working meanwhile.")
     with gr.Row():
@@ -107,19 +123,42 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
     published = gr.State("")
     open_chat = gr.Button("Chat with the new adapter", visible=False, elem_id="train-open-chat")
 
-    upload.change(functools.partial(training.validate_upload, assistant=assistant), upload, [report, validated, name])
-    watch = functools.partial(training.watch, jobs)
-    start.click(functools.partial(training.start, jobs, assistant.registry.data_dir / "uploads"),
+    with gr.Accordion("Delete an adapter", open=False):
+        with gr.Row():
+            doomed = gr.Dropdown(choices=training.deletable(assistant), value=None, label="Trained adapter",
+                                 elem_id="delete-adapter", interactive=True)
+            sure = gr.Checkbox(False, label="Yes, delete every version of it")
+            delete = gr.Button("Delete", variant="stop", elem_id="delete-start")
+        deleted = gr.Markdown(elem_id="delete-status")
+
+    def trainer(action, fn):
+        return guard(access, TRAINER, action, fn)
+
+    upload.change(trainer("upload training data", functools.partial(training.validate_upload, assistant=assistant)),
+                  upload, [report, validated, name])
+    watch = trainer("watch training", functools.partial(training.watch, jobs))
+    start.click(trainer("train adapters", functools.partial(training.start, jobs, assistant.registry.data_dir / "uploads")),
                 [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts], status
                 ).then(watch, None, [progress, plot, card, published])
-    stop.click(functools.partial(training.cancel, jobs), None, status)
-    demo.load(watch, None, [progress, plot, card, published])  # a reload finds the running job
+    stop.click(trainer("cancel training", functools.partial(training.cancel, jobs)), None, status)
+    delete.click(trainer("delete adapters", functools.partial(training.delete, assistant)), [doomed, sure],
+                 [deleted, doomed])
+    doomed.focus(trainer("delete adapters", lambda v: gr.Dropdown(choices=training.deletable(assistant), value=v)),
+                 doomed, doomed)
+
+    def watch_on_load(request: gr.Request):  # a reload finds the running job; farmers get nothing
+        if access.allows(username(request), TRAINER):
+            yield from training.watch(jobs)
+        else:
+            yield "", training.loss_frame(None), "", ""
+
+    demo.load(watch_on_load, None, [progress, plot, card, published])
     published.change(lambda n: gr.Button(visible=bool(n), value=f"Chat with {n}" if n else ""), published, open_chat)
     open_chat.click(lambda: gr.Tabs(selected="chat"), None, tabs).then(
         functools.partial(_refreshed, assistant), published, [chat_adapter, chat_card, chat_broken])
 
 
-def _export_tab(assistant) -> None:
+def _export_tab(assistant, access) -> None:
     gr.Markdown("Export an adapter for llama.cpp, Ollama or transformers. Each export is checked against the "
                 "adapter itself (its training and held-out questions) before it is offered.")
     with gr.Row():
@@ -131,21 +170,29 @@ def _export_tab(assistant) -> None:
     table = gr.Markdown(elem_id="export-verification")
     files = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="export-files")
     modelfile = gr.Code(label="Modelfile (Ollama)", language=None, interactive=False, elem_id="export-modelfile")
-    start.click(functools.partial(exporting.run, assistant), [adapter, fmt], [progress, table, files, modelfile],
-                concurrency_limit=1)
-    adapter.focus(lambda v: gr.Dropdown(choices=exporting.adapter_choices(assistant), value=v), adapter, adapter)
+    start.click(guard(access, TRAINER, "export adapters", functools.partial(exporting.run, assistant)), [adapter, fmt],
+                [progress, table, files, modelfile], concurrency_limit=1)
+    adapter.focus(guard(access, TRAINER, "export adapters",
+                        lambda v: gr.Dropdown(choices=exporting.adapter_choices(assistant), value=v)), adapter, adapter)
 
 
-def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str | None = None) -> None:
+def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str | None = None, users=None,
+          max_upload_mb: int = 20) -> None:
     from assistant.jobs import JobManager
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     chat.open_knowledge(assistant)  # this process owns the Q&A index for its whole life
     jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
                       on_busy=getattr(assistant.engine, "yield_cores", None))
-    demo = build(assistant, jobs)
+    demo = build(assistant, jobs, Access(users))
     demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE)
     print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)
-    demo.launch(server_name=host, server_port=port, show_error=False, footer_links=["api"],
+    auth = None
+    if users is not None:
+        auth = users.check
+        print(f"Log-in required: {len(users.users)} users from {users.path}", flush=True)
+    demo.launch(server_name=host, server_port=port, show_error=False, footer_links=["api"], auth=auth,
+                auth_message="Field assistant: log in with the name and password your coordinator gave you.",
+                max_file_size=f"{int(max_upload_mb)}mb",
                 blocked_paths=exporting.blocked_paths(assistant.registry.data_dir),
                 allowed_paths=[str(exporting.exports_dir(assistant))])  # downloads: the exports, nothing else

@@ -166,3 +166,28 @@ def watch(jobs, poll_s: float = 0.5) -> Iterator[tuple]:
         if finished:
             return
         time.sleep(poll_s)
+
+
+def deletable(assistant) -> list[str]:
+    """Names of trained (not shipped) adapters: the ones a trainer may delete."""
+    return sorted({a.name for a in assistant.registry.all_versions() if a.source == "local"})
+
+
+def delete(assistant, name: str | None, sure: bool):
+    """Delete every version of a trained adapter; returns (status markdown, refreshed dropdown)."""
+    import gradio as gr
+
+    if not name:
+        message = "❌ Choose the adapter to delete."
+    elif not sure:
+        message = "❌ Tick “Yes, delete every version of it” first: this cannot be undone."
+    else:
+        try:
+            removed = assistant.registry.delete(name)
+        except AdapterError as exc:
+            message = f"❌ {exc}"
+        else:
+            for adapter in removed:  # free the engine's copy once no chat is using it
+                assistant.engine.unload_adapter(adapter.key)
+            message = f"Deleted **{_cell(name)}** ({len(removed)} version{'s' if len(removed) != 1 else ''})."
+    return message, gr.Dropdown(choices=deletable(assistant), value=None)
