@@ -51,6 +51,7 @@ bench: setup
 	$(BIN)/python benchmarks/chat.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/grounding.py
+	$(BIN)/python benchmarks/export.py
 
 adapters: setup
 	$(BIN)/python scripts/build_adapters.py
