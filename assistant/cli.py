@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default=None, help="exports directory (default: <data-dir>/exports)")
     export.add_argument("--no-verify", action="store_true", help="skip the comparison with the peft model")
     export.add_argument("--json", action="store_true", help="print export.json")
+    export.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)  # for the app's job runner
 
     provision = sub.add_parser("provision", help="prepare the base (assemble and convert once)")
     provision.add_argument("--base", default=os.environ.get("ASSISTANT_BASE"))
@@ -294,14 +295,21 @@ def cmd_export(args) -> int:
     out = Path(args.out) if args.out else registry.data_dir / "exports"
 
     def show(phase: str, message: str) -> None:
-        if not args.json:
+        if args.progress_json:
+            print(json.dumps({"phase": phase, "message": message}), flush=True)
+        elif not args.json:
             print(f"[{phase}] {message}", file=sys.stderr, flush=True)
 
     try:
         result = export_adapter(base, adapter, args.format, out, verify=not args.no_verify, progress=show)
     except ExportError as exc:
+        if args.progress_json:
+            print(json.dumps({"phase": "error", "message": str(exc)}), flush=True)
         return _fail(str(exc), 1)
-    if args.json:
+    if args.progress_json:  # the app's job runner reads this: where the files are, and the verdict
+        print(json.dumps({"phase": "result", "info": result.info, "path": str(result.path),
+                          "files": [str(p) for p in result.files], "passed": result.passed}), flush=True)
+    elif args.json:
         print(json.dumps(result.info, indent=2))
     else:
         from assistant.export import format_verification

@@ -1,10 +1,11 @@
-"""Training jobs in a separate, lower-priority process, watched from the app.
+"""Training and export jobs in a separate, lower-priority process, watched from the app.
 
-A job is `assistant train ... --progress-json` run as a child process with a higher nice value, so
-chats in the app keep streaming while it trains and a crash in training cannot take the app down.
+A job is `assistant train|export ... --progress-json` run as a child process with a higher nice
+value, so chats in the app keep streaming while it works and a crash in it cannot take the app down.
 The child prints one JSON object per progress event; the last one is the result or the error.
 Cancelling sends SIGTERM: the child stops at the next step and publishes nothing. One job runs at a
-time; a page reload finds the running job through the manager.
+time (each wants every spare core); the others wait in line, first come first served, and can be
+cancelled while they wait. A page reload finds the running job through the manager.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ class Job:
     id: str
     name: str
     command: list[str]
+    kind: str = "train"  # train | export
     started: float = field(default_factory=time.time)
     events: list[dict] = field(default_factory=list)  # progress events, in order
-    state: str = "running"  # running | done | failed | cancelled
+    state: str = "queued"  # queued | running | done | failed | cancelled
     result: dict | None = None  # the final JSON (adapter, report card) when done
     error: str | None = None
     process: subprocess.Popen | None = None
@@ -47,47 +49,92 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.state != "running"
+        return self.state not in ("queued", "running")
 
 
 class JobManager:
-    """Starts training jobs one at a time and keeps their progress for whoever asks."""
+    """Runs training and export jobs one at a time, queues the rest, keeps their progress."""
 
     def __init__(self, base_spec: str | None, data_dir: Path, engine: str = "llamacpp", on_busy=None):
         self.base_spec, self.data_dir, self.engine = base_spec, Path(data_dir), engine
         self.on_busy = on_busy or (lambda busy: None)  # told when a job starts and ends (to share cores)
-        self.current: Job | None = None
+        self.current: Job | None = None  # the running job, or the last one that ran
+        self.waiting: deque[Job] = deque()
+        self.jobs: list[Job] = []  # every job this app started, oldest first
         self._lock = threading.Lock()
         self._counter = 0
 
     def start(self, data_file: Path, name: str, preset: str, overrides: dict, description: str = "") -> Job:
+        """Queue a training job (it starts at once when nothing else runs)."""
+        command = ["train", "--data", str(data_file), "--name", name, "--preset", preset,
+                   "--description", description]
+        for key, value in overrides.items():
+            value = ",".join(value) if isinstance(value, list | tuple) else value
+            command += ["--set", f"{key}={value}"]
+        return self._submit("train", name, command)
+
+    def export(self, adapter: str, fmt: str, out: Path | None = None) -> Job:
+        """Queue an export job: `assistant export`, verification included, in the worker process."""
+        command = ["export", "--adapter", adapter, "--format", fmt] + (["--out", str(out)] if out else [])
+        return self._submit("export", adapter, command)
+
+    def latest(self, kind: str) -> Job | None:
+        """The newest job of a kind (queued, running or finished): what a tab shows after a reload."""
+        return next((job for job in reversed(self.jobs) if job.kind == kind), None)
+
+    def position(self, job: Job) -> int:
+        """1 for the next job to run, 2 after that...; 0 when it is not waiting."""
         with self._lock:
-            if self.current is not None and not self.current.finished:
-                raise RuntimeError(f"a training job for '{self.current.name}' is already running; "
-                                   "wait for it or cancel it first")
+            return next((i + 1 for i, queued in enumerate(self.waiting) if queued is job), 0)
+
+    def _submit(self, kind: str, name: str, args: list[str]) -> Job:
+        with self._lock:
             self._counter += 1
-            command = [sys.executable, "-m", "assistant", "train", "--progress-json", "--data", str(data_file),
-                       "--name", name, "--preset", preset, "--data-dir", str(self.data_dir),
-                       "--engine", self.engine, "--description", description]
-            if self.base_spec:
-                command += ["--base", self.base_spec]
-            for key, value in overrides.items():
-                value = ",".join(value) if isinstance(value, list | tuple) else value
-                command += ["--set", f"{key}={value}"]
-            job = Job(id=f"job-{self._counter}", name=name, command=command)
-            # The job gets one thread fewer than the machine has cores, the chats keep the rest.
-            threads = str(max(1, len(os.sched_getaffinity(0)) - 1))
-            env = {**os.environ, "PYTHONUNBUFFERED": "1", "ASSISTANT_TRAIN_THREADS": threads}
-            job.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                           preexec_fn=_lower_priority, env=env)
-            self.on_busy(True)
-            threading.Thread(target=self._watch, args=(job,), daemon=True).start()
-            self.current = job
+            command = [sys.executable, "-m", "assistant", *args, "--progress-json", "--data-dir", str(self.data_dir),
+                       "--engine", self.engine] + (["--base", self.base_spec] if self.base_spec else [])
+            job = Job(id=f"job-{self._counter}", name=name, command=command, kind=kind)
+            self.jobs.append(job)
+            if self.current is None or self.current.finished:
+                self._launch(job)
+            else:
+                self.waiting.append(job)
             return job
 
-    def cancel(self) -> bool:
-        job = self.current
-        if job is None or job.finished or job.process is None:
+    def _launch(self, job: Job) -> None:
+        """Start `job` (the lock is held)."""
+        # The job gets one thread fewer than the machine has cores, the chats keep the rest.
+        threads = str(max(1, len(os.sched_getaffinity(0)) - 1))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ASSISTANT_TRAIN_THREADS": threads,
+               "OMP_NUM_THREADS": threads}
+        job.state, job.started = "running", time.time()
+        self.current = job
+        try:
+            job.process = subprocess.Popen(job.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                           preexec_fn=_lower_priority, env=env)
+        except OSError as exc:
+            job.state, job.error = "failed", f"could not start the worker process: {exc}"
+            return
+        self.on_busy(True)
+        threading.Thread(target=self._watch, args=(job,), daemon=True).start()
+
+    def _next(self) -> None:
+        with self._lock:
+            while self.waiting and (self.current is None or self.current.finished):
+                self._launch(self.waiting.popleft())
+
+    def cancel(self, job: Job | None = None, kind: str | None = None) -> bool:
+        """Cancel `job` (default: the newest unfinished job of `kind`, or the running one)."""
+        with self._lock:
+            if job is None:
+                candidates = [j for j in reversed(self.jobs) if not j.finished and (kind is None or j.kind == kind)]
+                job = candidates[0] if candidates else None
+            if job is None or job.finished:
+                return False
+            if job.state == "queued":
+                self.waiting.remove(job)
+                job.state, job.error = "cancelled", "cancelled before it started"
+                return True
+        if job.process is None:
             return False
         job.process.send_signal(signal.SIGTERM)
         return True
@@ -119,11 +166,13 @@ class JobManager:
             job.state, job.error = "cancelled", "cancelled; nothing was published"
         elif code < 0:  # killed by a signal (SIGKILL from the OOM killer, say): stderr says nothing useful
             job.state = "failed"
-            job.error = (f"the training process was killed ({_signal_name(-code)}), perhaps for lack of memory; "
-                         "no partial adapter is listed, and you can start it again")
+            what = "training" if job.kind == "train" else job.kind
+            job.error = (f"the {what} process was killed ({_signal_name(-code)}), perhaps for lack of memory; "
+                         f"nothing partial is listed, and you can start it again")
         else:
             job.state = "failed"
-            job.error = job.error or _last_line(stderr) or f"training stopped unexpectedly (exit code {code})"
+            job.error = job.error or _last_line(stderr) or f"the {job.kind} job stopped unexpectedly (exit code {code})"
+        self._next()
 
 
 def _lower_priority() -> None:

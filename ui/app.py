@@ -32,9 +32,9 @@ def build(assistant, jobs=None, access: Access | None = None) -> gr.Blocks:
                 with gr.Tab("Train", id="train") as train_tab:
                     _train_tab(assistant, jobs, demo, tabs, adapter, card, broken, access)
                 trainer_tabs.append(train_tab)
-            with gr.Tab("Export", id="export") as export_tab:
-                _export_tab(assistant, access)
-            trainer_tabs.append(export_tab)
+                with gr.Tab("Export", id="export") as export_tab:
+                    _export_tab(assistant, jobs, access)
+                trainer_tabs.append(export_tab)
         if access.enabled:  # farmers see only the chat (the handlers refuse them anyway)
             def tabs_for(request: gr.Request):
                 allowed = access.allows(username(request), TRAINER)
@@ -158,7 +158,7 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
         functools.partial(_refreshed, assistant), published, [chat_adapter, chat_card, chat_broken])
 
 
-def _export_tab(assistant, access) -> None:
+def _export_tab(assistant, jobs, access) -> None:
     gr.Markdown("Export an adapter for llama.cpp, Ollama or transformers. Each export is checked against the "
                 "adapter itself (its training and held-out questions) before it is offered.")
     with gr.Row():
@@ -170,8 +170,8 @@ def _export_tab(assistant, access) -> None:
     table = gr.Markdown(elem_id="export-verification")
     files = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="export-files")
     modelfile = gr.Code(label="Modelfile (Ollama)", language=None, interactive=False, elem_id="export-modelfile")
-    start.click(guard(access, TRAINER, "export adapters", functools.partial(exporting.run, assistant)), [adapter, fmt],
-                [progress, table, files, modelfile], concurrency_limit=1)
+    start.click(guard(access, TRAINER, "export adapters", functools.partial(exporting.run, assistant, jobs)),
+                [adapter, fmt], [progress, table, files, modelfile])
     adapter.focus(guard(access, TRAINER, "export adapters",
                         lambda v: gr.Dropdown(choices=exporting.adapter_choices(assistant), value=v)), adapter, adapter)
 

@@ -1,18 +1,16 @@
 """Export tab handlers: choose an adapter and a format, export it, show the verification and links.
 
-The export runs in a worker thread of the app process (its heavy parts are llama.cpp's quantizer and
-a separate verification process); the handler streams its phases. Only files inside the exports
+The export runs as a job in the app's worker process (assistant.jobs: lower priority, one job at a
+time, after any training ahead of it); the handler streams its phases. Only files inside the exports
 directory are ever handed to Gradio for download, and only for exports that passed verification.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.export import ExportError, export_adapter
 from assistant.registry import AdapterError
 
 FORMAT_CHOICES = [
@@ -23,7 +21,6 @@ FORMAT_CHOICES = [
     ("Merged Hugging Face safetensors (transformers)", "hf"),
 ]
 PHASES = ("prepare", "convert", "merge", "quantize", "verify", "finish", "done")
-_busy = threading.Lock()  # one export at a time: each takes the CPU for a minute
 
 
 def exports_dir(assistant) -> Path:
@@ -82,54 +79,44 @@ def verification_markdown(info: dict) -> str:
     return "\n".join(lines)
 
 
-def run(assistant, adapter_name: str | None, fmt: str | None, poll_s: float = 0.3) -> Iterator[tuple]:
-    """Stream (progress html, verification markdown, download files, Modelfile text)."""
+def run(assistant, jobs, adapter_name: str | None, fmt: str | None, poll_s: float = 0.3) -> Iterator[tuple]:
+    """Queue an export in the worker process; stream (progress html, verification, files, Modelfile)."""
     if not adapter_name:
         yield progress_html("prepare", "Choose an adapter first.", "error"), "", None, ""
         return
-    if not _busy.acquire(blocking=False):
-        yield progress_html("prepare", "Another export is running; try again when it is done.", "error"), "", None, ""
-        return
     try:
-        try:
-            adapter = assistant.registry.get(adapter_name)
-        except AdapterError as exc:
-            yield progress_html("prepare", str(exc), "error"), "", None, ""
-            return
-        events: queue.Queue = queue.Queue()
-        outcome: dict = {}
+        assistant.registry.get(adapter_name)  # an unknown or broken adapter is refused here, at once
+    except AdapterError as exc:
+        yield progress_html("prepare", str(exc), "error"), "", None, ""
+        return
+    job = jobs.export(adapter_name, fmt)
+    yield from follow(assistant, jobs, job, poll_s)
 
-        def work() -> None:
-            try:
-                outcome["result"] = export_adapter(assistant.base, adapter, fmt, exports_dir(assistant),
-                                                   progress=lambda phase, message: events.put((phase, message)))
-            except ExportError as exc:
-                outcome["error"] = str(exc)
-            except Exception as exc:  # shown, never raised into Gradio's generic error box
-                outcome["error"] = f"export failed: {type(exc).__name__}: {exc}"
 
-        worker = threading.Thread(target=work, name="export", daemon=True)
-        worker.start()
-        phase, message = "prepare", "starting"
-        while worker.is_alive() or not events.empty():
-            try:
-                phase, message = events.get(timeout=poll_s)
-            except queue.Empty:
-                continue
-            yield progress_html(phase, message), "", None, ""
-        if "error" in outcome:
-            yield progress_html(phase, f"❌ {outcome['error']}", "error"), "", None, ""
-            return
-        result = outcome["result"]
-        root = exports_dir(assistant)
-        offered = [*result.files, result.path / "export.json"]
-        files = [str(p) for p in offered if servable(p, root)] if result.passed else None
-        state = "passed" if result.passed else "failed"
-        note = f"Done: {result.path.name}" if result.passed else f"Verification FAILED: {result.path.name}"
-        yield (progress_html("done", note, state), verification_markdown(result.info), files,
-               (result.path / "Modelfile").read_text())
-    finally:
-        _busy.release()
+def follow(assistant, jobs, job, poll_s: float = 0.3) -> Iterator[tuple]:
+    """Stream one export job's phases until it ends, then its verification and downloads."""
+    while not job.finished:
+        if job.state == "queued":
+            ahead = jobs.position(job)
+            yield progress_html("prepare", f"waiting for the worker: {ahead} job{'s' if ahead != 1 else ''} "
+                                           "ahead of this one (training and exports run one at a time)"), "", None, ""
+        else:
+            last = job.last
+            yield progress_html(last.get("phase", "prepare"), last.get("message", "starting")), "", None, ""
+        time.sleep(poll_s)
+    result = job.result
+    if result is None:
+        yield progress_html(job.last.get("phase", "prepare"), f"❌ {job.error or job.state}", "error"), "", None, ""
+        return
+    root = exports_dir(assistant)
+    path = Path(result["path"])
+    offered = [*map(Path, result["files"]), path / "export.json"]
+    files = [str(p) for p in offered if servable(p, root)] if result["passed"] else None
+    state = "passed" if result["passed"] else "failed"
+    note = f"Done: {path.name}" if result["passed"] else f"Verification FAILED: {path.name}"
+    modelfile = path / "Modelfile"
+    yield (progress_html("done", note, state), verification_markdown(result["info"]), files,
+           modelfile.read_text() if servable(modelfile, root) else "")
 
 
 def _escape(text: str) -> str:

@@ -106,10 +106,10 @@ def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, des
 
 
 def cancel(jobs) -> str:
-    return "Cancelling… nothing will be published." if jobs.cancel() else "No training is running."
+    return "Cancelling… nothing will be published." if jobs.cancel(kind="train") else "No training is running."
 
 
-def progress_html(job) -> str:
+def progress_html(job, ahead: int = 0) -> str:
     if job is None:
         return ""
     last = job.last
@@ -117,7 +117,8 @@ def progress_html(job) -> str:
     share = 100 if job.state == "done" else (int(100 * step / total) if total and last.get("phase") == "train" else 0)
     eta = last.get("eta_s")
     eta_text = f" · about {eta:.0f} s left" if eta is not None and last.get("phase") == "train" else ""
-    state = {"running": f"{last.get('phase', '')}: {last.get('message', '')}{eta_text}",
+    state = {"queued": f"waiting for the worker: {ahead} job{'s' if ahead != 1 else ''} ahead (one job runs at a time)",
+             "running": f"{last.get('phase', '')}: {last.get('message', '')}{eta_text}",
              "done": "done", "failed": f"failed: {job.error}", "cancelled": job.error or "cancelled"}[job.state]
     return (f"<div id='train-progress' data-state='{job.state}'><b>{_escape(job.name)}</b> — {_escape(state)}"
             f"<div style='background:#e5e7eb;border-radius:4px;height:12px;margin-top:4px'>"
@@ -156,13 +157,14 @@ def report_card_markdown(job) -> str:
 
 def watch(jobs, poll_s: float = 0.5) -> Iterator[tuple]:
     """Stream (progress html, loss frame, card markdown, published name) until the job ends."""
-    job = jobs.current
+    job = jobs.latest("train")
     if job is None:
         yield "", loss_frame(None), "", ""
         return
     while True:
         finished = job.finished
-        yield progress_html(job), loss_frame(job), report_card_markdown(job), job.name if job.state == "done" else ""
+        yield (progress_html(job, jobs.position(job)), loss_frame(job), report_card_markdown(job),
+               job.name if job.state == "done" else "")
         if finished:
             return
         time.sleep(poll_s)

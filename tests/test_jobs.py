@@ -1,0 +1,48 @@
+"""The worker queue: training and export jobs run one at a time, the rest wait and can be cancelled."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from assistant.jobs import JobManager
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_jobs_run_one_at_a_time_in_order_and_waiting_ones_can_be_cancelled(tiny_base, tiny_adapters, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_adapters, data_dir)
+    facts = tmp_path / "facts.csv"
+    facts.write_text("question,answer\n" + "".join(f"What is fact {i}?,Fact {i} is true.\n" for i in range(4)))
+    busy = []
+    jobs = JobManager(str(tiny_base.gguf_path), data_dir, on_busy=busy.append)
+    training = jobs.start(facts, "facts", "tiny", {"replay_per_step": 0, "epochs": 200, "early_stop": False})
+    first_export = jobs.export("alpha", "lora-gguf")
+    second_export = jobs.export("beta", "lora-gguf")
+    assert training.state == "running"
+    assert (first_export.state, jobs.position(first_export)) == ("queued", 1)
+    assert (second_export.state, jobs.position(second_export)) == ("queued", 2)
+    assert jobs.latest("export") is second_export and jobs.latest("train") is training
+
+    assert jobs.cancel(second_export)  # waiting: removed from the line, never started
+    assert second_export.state == "cancelled" and second_export.process is None
+    assert jobs.position(first_export) == 1
+
+    _wait(lambda: training.last.get("phase") == "train", 300, "training to reach its steps")
+    assert jobs.cancel(kind="train")
+    _wait(lambda: training.finished, 120, "the cancelled training to stop")
+    assert training.state == "cancelled"
+    # The export waiting behind it starts on its own and finishes, verified, in the worker process.
+    _wait(lambda: first_export.finished, 600, "the queued export")
+    assert first_export.state == "done", first_export.error
+    assert first_export.result["passed"] is True
+    assert all(p.startswith(str(data_dir / "exports")) for p in first_export.result["files"])
+    assert busy == [True, False, True, False]  # cores handed to each job and back
+    assert not (data_dir / "adapters" / "facts").exists()  # the cancelled training published nothing
