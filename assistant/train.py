@@ -53,8 +53,10 @@ class TrainConfig:
     repeats: int = 1  # each training pair is seen this many times per epoch (the PoC used 10)
     answer_only_loss: bool = True  # loss on answer tokens only (False: on every token, as the PoC)
     packing: bool = True  # lay examples end to end instead of padding them
+    pad_to: int = 0  # without packing: pad every row to this many tokens (0: to the longest in the batch)
     replay_per_step: int = 32  # bare-base answers to general questions mixed into each step (16 kept 85%)
     swap_replay: int = 4  # per training question, copies naming another place, answered by the bare base
+    swaps_per_step: int = 32  # of those, mixed into each step at most
     early_stop: bool = True  # stop once greedy decoding reproduces every training answer...
     patience: int = 1  # ...for this many epochs in a row (each extra epoch cost retention, measured)
     seed: int = 0  # everything random (init, order, replay choice) follows from this
@@ -72,6 +74,8 @@ class TrainConfig:
                   (self.repeats >= 1, "repeats must be at least 1"), (self.patience >= 1, "patience must be at least 1"),
                   (self.replay_per_step >= 0, "replay_per_step must be 0 or more"),
                   (self.swap_replay >= 0, "swap_replay must be 0 or more"),
+                  (self.swaps_per_step >= 0, "swaps_per_step must be 0 or more"),
+                  (self.pad_to >= 0, "pad_to must be 0 or more"),
                   (set(self.target_modules) <= set(ALL_LINEAR) and self.target_modules, "unknown target module"),
                   (self.precision in ("auto", "4bit", "bf16", "fp32"), "precision must be auto, 4bit, bf16 or fp32")]
         for ok, message in checks:
@@ -81,11 +85,12 @@ class TrainConfig:
 
 PRESETS = {
     # The proof of concept, exactly: r=16, alpha=32, q/v, dropout 0.1, lr 2e-4, 5 epochs, batch 2,
-    # every pair 10 times, loss on all tokens, padded batches, no replay, no early stop.
+    # every pair 10 times, loss on all tokens, rows padded to its max length of 512, no replay, no
+    # early stop.
     "seed": TrainConfig(preset="seed", rank=16, alpha=32, dropout=0.1, target_modules=("q_proj", "v_proj"),
                         learning_rate=2e-4, warmup_steps=0, epochs=5, batch_size=2, repeats=10,
-                        answer_only_loss=False, packing=False, replay_per_step=0, swap_replay=0, early_stop=False,
-                        precision="fp32"),
+                        answer_only_loss=False, packing=False, pad_to=512, replay_per_step=0, swap_replay=0,
+                        early_stop=False, precision="fp32"),
     "fast": TrainConfig(),
     # For tests and the browser demo on the tiny model: a few steps, nothing else changes.
     "tiny": TrainConfig(preset="tiny", rank=4, alpha=8, epochs=3, replay_per_step=2, swap_replay=1, learning_rate=5e-3),
@@ -175,7 +180,7 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
         for batch in _batches(examples, cfg, rng):
             _stop_if_cancelled(cancel)
             # The swapped questions are the contrast that matters most, so a share of them comes every step.
-            extra = rng.sample(replay, min(cfg.replay_per_step, len(replay))) + rng.sample(swaps, min(cfg.replay_per_step, len(swaps)))
+            extra = rng.sample(replay, min(cfg.replay_per_step, len(replay))) + rng.sample(swaps, min(cfg.swaps_per_step, len(swaps)))
             lr = cfg.learning_rate * min(1.0, (step + 1) / (cfg.warmup_steps + 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -344,7 +349,7 @@ def _batches(examples, cfg: TrainConfig, rng: random.Random) -> list[list[int]]:
     rng.shuffle(order)
     if cfg.batch_size:
         return [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    budget = max(256, cfg.max_batch_tokens - 2 * cfg.replay_per_step * 32)  # room for replay and swaps
+    budget = max(256, cfg.max_batch_tokens - (cfg.replay_per_step + cfg.swaps_per_step) * 32)  # room for replay, swaps
     batches, current, used = [], [], 0
     for i in order:
         n = len(examples[i][0])
@@ -384,7 +389,7 @@ def _step(model, batch, cfg: TrainConfig, device) -> tuple[float, list[bool]]:
             if t + 1 in answer_at:
                 per_example[owner[t + 1]] &= bool(hit)
     else:  # padded rows, the way the proof of concept's collator built them
-        width = max(len(ex[0]) for ex in batch)
+        width = max(cfg.pad_to, max(len(ex[0]) for ex in batch))
         input_ids = torch.tensor([ex[0] + [0] * (width - len(ex[0])) for ex in batch], device=device)
         mask = torch.tensor([[1] * len(ex[0]) + [0] * (width - len(ex[0])) for ex in batch], device=device)
         labels = torch.tensor([ex[1] + [-100] * (width - len(ex[1])) for ex in batch], device=device)

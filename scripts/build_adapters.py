@@ -23,9 +23,11 @@ from assistant.train import preset, train
 
 SHIPPED = {
     "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg).", {}),
-    # 230 pairs take ~3 steps an epoch; the epoch cap keeps a rebuild within minutes on 2 cores.
+    # 230 long answers: bigger steps with fewer replayed answers each (~7 steps an epoch), and an
+    # epoch cap that keeps a rebuild near a quarter of an hour on 2 cores.
     "agriculture": ("agriculture/agriculture.jsonl", "Farming Q&A: crops, regional practices, soil and water, "
-                                                     "techniques, pests and diseases.", {"epochs": 4}),
+                                                     "techniques, pests and diseases.",
+                    {"epochs": 5, "replay_per_step": 12, "max_batch_tokens": 2048}),
 }
 
 
