@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/grounding.py
 	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/load.py
 
 adapters: setup
 	$(BIN)/python scripts/build_adapters.py
