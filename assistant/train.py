@@ -50,6 +50,7 @@ class TrainConfig:
     epochs: int = 40  # passes over the training pairs at most
     batch_size: int = 0  # examples per step; 0 = as many as fit in max_batch_tokens
     max_batch_tokens: int = 2048  # packed tokens per step at most (4096 ran out of 24 GB: logits, attention)
+    micro_batch_tokens: int = 256  # a step's forward/backward runs in slices this long: same gradient, less memory
     repeats: int = 1  # each training pair is seen this many times per epoch (the PoC used 10)
     answer_only_loss: bool = True  # loss on answer tokens only (False: on every token, as the PoC)
     packing: bool = True  # lay examples end to end instead of padding them
@@ -71,6 +72,7 @@ class TrainConfig:
                   (1 <= self.epochs <= 1000, "epochs must be between 1 and 1000"),
                   (self.batch_size >= 0, "batch_size must be 0 (auto) or more"),
                   (self.max_batch_tokens >= 64, "max_batch_tokens must be at least 64"),
+                  (self.micro_batch_tokens >= 16, "micro_batch_tokens must be at least 16"),
                   (self.repeats >= 1, "repeats must be at least 1"), (self.patience >= 1, "patience must be at least 1"),
                   (self.replay_per_step >= 0, "replay_per_step must be 0 or more"),
                   (self.swap_replay >= 0, "swap_replay must be 0 or more"),
@@ -93,7 +95,8 @@ PRESETS = {
                         early_stop=False, precision="fp32"),
     "fast": TrainConfig(),
     # For tests and the browser demo on the tiny model: a few steps, nothing else changes.
-    "tiny": TrainConfig(preset="tiny", rank=4, alpha=8, epochs=3, replay_per_step=2, swap_replay=1, learning_rate=5e-3),
+    "tiny": TrainConfig(preset="tiny", rank=4, alpha=8, epochs=3, replay_per_step=2, swap_replay=1, swaps_per_step=2,
+                        learning_rate=5e-3),
 }
 
 
@@ -368,38 +371,66 @@ def _step(model, batch, cfg: TrainConfig, device) -> tuple[float, list[bool]]:
     import torch.nn.functional as F
 
     if cfg.packing:
-        ids = [t for ex in batch for t in ex[0]]
-        labels = [t for ex in batch for t in ex[1]]
-        positions = [p for ex in batch for p in range(len(ex[0]))]
-        owner = [k for k, ex in enumerate(batch) for _ in ex[0]]
-        targets_at = [t for t in range(len(ids) - 1) if labels[t + 1] != -100]
-        input_ids = torch.tensor([ids], device=device)
-        keep = torch.tensor(targets_at, device=device)
-        out = model(input_ids=input_ids, position_ids=torch.tensor([positions], device=device), logits_to_keep=keep,
-                    use_cache=False)
-        logits = out.logits[0].float()
-        targets = torch.tensor([labels[t + 1] for t in targets_at], device=device)
-        loss = F.cross_entropy(logits, targets)
-        hits = (logits.argmax(-1) == targets).tolist()
-        # "Learnt" is judged on answer tokens only, whatever carries a loss (the seed recipe's loss
-        # covers the question too, which greedy decoding never has to reproduce).
-        answer_at = {start + k for start, ex in zip(_starts(batch), batch, strict=True) for k in range(ex[2], len(ex[0]))}
-        per_example = [True] * len(batch)
-        for t, hit in zip(targets_at, hits, strict=True):
-            if t + 1 in answer_at:
-                per_example[owner[t + 1]] &= bool(hit)
-    else:  # padded rows, the way the proof of concept's collator built them
-        width = max(cfg.pad_to, max(len(ex[0]) for ex in batch))
-        input_ids = torch.tensor([ex[0] + [0] * (width - len(ex[0])) for ex in batch], device=device)
-        mask = torch.tensor([[1] * len(ex[0]) + [0] * (width - len(ex[0])) for ex in batch], device=device)
-        labels = torch.tensor([ex[1] + [-100] * (width - len(ex[1])) for ex in batch], device=device)
-        out = model(input_ids=input_ids, attention_mask=mask, use_cache=False)
-        logits = out.logits[:, :-1].float()
-        shifted = labels[:, 1:]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=-100)
-        in_answer = torch.tensor([[ex[2] <= j < len(ex[0]) for j in range(1, width)] for ex in batch], device=device)
-        ok = (logits.argmax(-1) == shifted) | ~in_answer
-        per_example = ok.all(dim=1).tolist()
+        # Slices of about micro_batch_tokens, each backpropagated at once and weighted by its share
+        # of the answer tokens: the gradient of the whole step, with a slice's activations in memory.
+        slices, current = [], []
+        for ex in batch:
+            if current and sum(len(e[0]) for e in current) + len(ex[0]) > cfg.micro_batch_tokens:
+                slices.append(current)
+                current = []
+            current.append(ex)
+        slices.append(current)
+        total = sum(sum(1 for t in ex[1][1:] if t != -100) for ex in batch) or 1
+        loss_sum, per_example = 0.0, []
+        for part in slices:
+            part_loss, part_exact = _packed_step(model, part, device, total)
+            loss_sum += part_loss
+            per_example += part_exact
+        return loss_sum, per_example
+    # padded rows, the way the proof of concept's collator built them
+    width = max(cfg.pad_to, max(len(ex[0]) for ex in batch))
+    input_ids = torch.tensor([ex[0] + [0] * (width - len(ex[0])) for ex in batch], device=device)
+    mask = torch.tensor([[1] * len(ex[0]) + [0] * (width - len(ex[0])) for ex in batch], device=device)
+    labels = torch.tensor([ex[1] + [-100] * (width - len(ex[1])) for ex in batch], device=device)
+    out = model(input_ids=input_ids, attention_mask=mask, use_cache=False)
+    logits = out.logits[:, :-1].float()
+    shifted = labels[:, 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=-100)
+    in_answer = torch.tensor([[ex[2] <= j < len(ex[0]) for j in range(1, width)] for ex in batch], device=device)
+    ok = (logits.argmax(-1) == shifted) | ~in_answer
+    per_example = ok.all(dim=1).tolist()
+    loss.backward()
+    return float(loss.detach()), per_example
+
+
+def _packed_step(model, batch, device, total_targets: int) -> tuple[float, list[bool]]:
+    """Forward and backward on one packed slice; its loss is summed and divided by the whole step's
+    answer-token count, so the slices' gradients add up to the step's mean-loss gradient."""
+    import torch
+    import torch.nn.functional as F
+
+    ids = [t for ex in batch for t in ex[0]]
+    labels = [t for ex in batch for t in ex[1]]
+    positions = [p for ex in batch for p in range(len(ex[0]))]
+    owner = [k for k, ex in enumerate(batch) for _ in ex[0]]
+    targets_at = [t for t in range(len(ids) - 1) if labels[t + 1] != -100]
+    per_example = [True] * len(batch)
+    if not targets_at:
+        return 0.0, per_example
+    input_ids = torch.tensor([ids], device=device)
+    keep = torch.tensor(targets_at, device=device)
+    out = model(input_ids=input_ids, position_ids=torch.tensor([positions], device=device), logits_to_keep=keep,
+                use_cache=False)
+    logits = out.logits[0].float()
+    targets = torch.tensor([labels[t + 1] for t in targets_at], device=device)
+    loss = F.cross_entropy(logits, targets, reduction="sum") / total_targets
+    hits = (logits.argmax(-1) == targets).tolist()
+    # "Learnt" is judged on answer tokens only, whatever carries a loss (the seed recipe's loss
+    # covers the question too, which greedy decoding never has to reproduce).
+    answer_at = {start + k for start, ex in zip(_starts(batch), batch, strict=True) for k in range(ex[2], len(ex[0]))}
+    for t, hit in zip(targets_at, hits, strict=True):
+        if t + 1 in answer_at:
+            per_example[owner[t + 1]] &= bool(hit)
     loss.backward()
     return float(loss.detach()), per_example
 

@@ -79,7 +79,12 @@ def test_replay_answers_are_mixed_into_every_step(tiny_base, tmp_path, fact_file
         return real_step(model, batch, cfg, device)
 
     monkeypatch.setattr(recipe, "_step", spy)
-    _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2, swap_replay=1)
+    # The bare base's answers to the 219 replay questions cost minutes on the tiny model without an
+    # engine; which answers ride along does not matter here, only that they do.
+    monkeypatch.setattr(recipe, "_base_answers", lambda *_: [("What do bees make?", "Honey"),
+                                                              ("Who wrote Hamlet?", "Shakespeare"),
+                                                              ("What is H2O?", "Water")])
+    _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2, swap_replay=1, swaps_per_step=2)
     # each step: the 3 facts, 2 general questions and 2 place-swapped copies of training questions
     assert seen and all(n == len(FACTS) + 2 + 2 for n in seen)
 
