@@ -166,9 +166,9 @@ class JobManager:
             job.state, job.error = "cancelled", "cancelled; nothing was published"
         elif code < 0:  # killed by a signal (SIGKILL from the OOM killer, say): stderr says nothing useful
             job.state = "failed"
-            what = "training" if job.kind == "train" else job.kind
+            what, product = ("training", "adapter") if job.kind == "train" else (job.kind, job.kind)
             job.error = (f"the {what} process was killed ({_signal_name(-code)}), perhaps for lack of memory; "
-                         f"nothing partial is listed, and you can start it again")
+                         f"no partial {product} is listed, and you can start it again")
         else:
             job.state = "failed"
             job.error = job.error or _last_line(stderr) or f"the {job.kind} job stopped unexpectedly (exit code {code})"
