@@ -27,7 +27,7 @@ SHIPPED = {
     # epoch cap that keeps a rebuild near a quarter of an hour on 2 cores.
     "agriculture": ("agriculture/agriculture.jsonl", "Farming Q&A: crops, regional practices, soil and water, "
                                                      "techniques, pests and diseases.",
-                    {"epochs": 5, "replay_per_step": 12, "max_batch_tokens": 2048}),
+                    {"epochs": 4, "replay_per_step": 12, "swaps_per_step": 8, "max_batch_tokens": 2048}),
 }
 
 
