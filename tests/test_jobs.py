@@ -46,3 +46,24 @@ def test_jobs_run_one_at_a_time_in_order_and_waiting_ones_can_be_cancelled(tiny_
     assert all(p.startswith(str(data_dir / "exports")) for p in first_export.result["files"])
     assert busy == [True, False, True, False]  # cores handed to each job and back
     assert not (data_dir / "adapters" / "facts").exists()  # the cancelled training published nothing
+
+
+def test_export_worker_killed_mid_export_fails_cleanly_and_a_retry_works(tiny_base, tiny_adapters, tmp_path):
+    import os
+    import signal
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_adapters, data_dir)
+    jobs = JobManager(str(tiny_base.gguf_path), data_dir)
+    job = jobs.export("alpha", "gguf-f16")
+    _wait(lambda: job.finished or job.last.get("phase") == "verify", 300, "the export to reach verification")
+    assert not job.finished, job.error
+    job.process.send_signal(signal.SIGKILL)
+    _wait(lambda: job.finished, 60, "the killed export to be noticed")
+    assert job.state == "failed" and "killed (SIGKILL)" in job.error and "no partial export" in job.error
+    exports = data_dir / "exports"
+    assert not [p for p in exports.iterdir() if not p.name.startswith(".")]  # nothing under a final name
+    retry = jobs.export("alpha", "gguf-f16")
+    _wait(lambda: retry.finished, 600, "the retried export")
+    assert retry.state == "done" and retry.result["passed"] is True, retry.error
+    assert [p.name for p in exports.iterdir() if not p.name.startswith(".")] == [os.path.basename(retry.result["path"])]
