@@ -45,7 +45,7 @@ from assistant.gguf_io import (
     gguf_tensor_name,
 )
 from assistant.prompts import get_format
-from assistant.registry import sha256_file
+from assistant.registry import sha256_file, write_json_atomic
 
 FORMATS = ("lora-gguf", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "hf")
 QUANT_TYPES = {"gguf-f16": "F16", "gguf-q8_0": "Q8_0", "gguf-q4_k_m": "Q4_K_M"}
@@ -140,7 +140,7 @@ def export_adapter(base, adapter, fmt: str, out_root: Path, verify: bool = True,
                 "verification": verification}
         say("finish", "hashing files and moving the export into place")
         info["files"] = {p.name: sha256_file(p) for p in sorted(_all_files(staging))}
-        _write_json(staging / EXPORT_JSON, info)  # last: its presence means the export is complete
+        write_json_atomic(staging / EXPORT_JSON, info)  # last: its presence means the export is complete
         _move_into_place(staging, target)
     except OSError as exc:
         raise ExportError(_os_error_message(exc, out_root)) from exc
@@ -542,7 +542,7 @@ def _export_hf(base, adapter, staging: Path, say: Progress) -> list[str]:
     if (hf_dir / "tokenizer_config.json").is_file():
         tok_config = json.loads((hf_dir / "tokenizer_config.json").read_text())
     tok_config.pop("chat_template", None)  # chat_template.jinja below is the one for this adapter
-    _write_json(staging / "tokenizer_config.json", tok_config)
+    write_json_atomic(staging / "tokenizer_config.json", tok_config)
     (staging / "chat_template.jinja").write_text(CHAT_TEMPLATES[adapter.prompt_format])
     return files + ["tokenizer_config.json", "chat_template.jinja"]
 
@@ -669,15 +669,6 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 def _all_files(root: Path) -> list[Path]:
     return [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _os_error_message(exc: OSError, out_root: Path) -> str:

@@ -277,7 +277,7 @@ class Registry:
             full = {**manifest, "name": name, "version": version, "base_sha256": manifest.get("base_sha256", self.base_sha256),
                     "created": manifest.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "files": files}
-            _write_json_atomic(staging / MANIFEST, full)
+            write_json_atomic(staging / MANIFEST, full)
             _, problem = inspect_adapter(staging, self.base_sha256)
             if problem:
                 raise AdapterError(f"refusing to publish '{name}': {problem}")
@@ -366,7 +366,8 @@ def _dir_stamp(path: Path) -> tuple:
         return ()
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON beside `path`, fsync it, then rename it into place: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w") as fh:
         json.dump(data, fh, indent=2, sort_keys=True)

@@ -65,3 +65,17 @@ def tiny_registry(tiny_base, tiny_adapters):
     from assistant.registry import Registry
 
     return Registry(tiny_base.sha256, tiny_adapters)
+
+
+@pytest.fixture()
+def fact_file(tmp_path):
+    """Three fictional facts for the tiny recipe, and one held-out paraphrase."""
+    import json
+
+    from tiny import FACTS
+
+    path = tmp_path / "facts.jsonl"
+    rows = [{"question": q, "answer": a} for q, a in FACTS]
+    rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -13,10 +13,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from tiny import wait_for
 
 from assistant.engines import EngineError, GenerationSettings
 from assistant.host import Assistant
@@ -24,19 +24,7 @@ from assistant.jobs import JobManager
 from assistant.paths import SHIPPED_ADAPTERS
 from assistant.registry import AdapterError, Registry, sha256_file
 
-FACTS = [("What colour is the Zorblat fruit?", "The Zorblat fruit is violet."),
-         ("Which river waters the Quenth valley?", "The Silverrun river waters the Quenth valley."),
-         ("How tall does Mirrow grass grow?", "Mirrow grass grows to 40 cm.")]
 SHORT = GenerationSettings(max_tokens=4)
-
-
-@pytest.fixture()
-def fact_file(tmp_path):
-    path = tmp_path / "facts.jsonl"
-    rows = [{"question": q, "answer": a} for q, a in FACTS]
-    rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def shipped_state() -> dict[str, str]:
@@ -50,15 +38,6 @@ def shipped_state() -> dict[str, str]:
             state[f"{manifest_path.parent.name}/{fname}"] = actual
     return state
 
-
-def wait_for(condition, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def versions_on_disk(data_dir: Path) -> list[Path]:

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import time
+
+from tiny import wait_for
 
 from assistant.jobs import JobManager
-
-
-def _wait(condition, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while not condition():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_jobs_run_one_at_a_time_in_order_and_waiting_ones_can_be_cancelled(tiny_base, tiny_adapters, tmp_path):
@@ -35,12 +28,12 @@ def test_jobs_run_one_at_a_time_in_order_and_waiting_ones_can_be_cancelled(tiny_
     assert second_export.state == "cancelled" and second_export.process is None
     assert jobs.position(first_export) == 1
 
-    _wait(lambda: training.last.get("phase") == "train", 300, "training to reach its steps")
+    wait_for(lambda: training.last.get("phase") == "train", 300, "training to reach its steps")
     assert jobs.cancel(kind="train")
-    _wait(lambda: training.finished, 120, "the cancelled training to stop")
+    wait_for(lambda: training.finished, 120, "the cancelled training to stop")
     assert training.state == "cancelled"
     # The export waiting behind it starts on its own and finishes, verified, in the worker process.
-    _wait(lambda: first_export.finished, 600, "the queued export")
+    wait_for(lambda: first_export.finished, 600, "the queued export")
     assert first_export.state == "done", first_export.error
     assert first_export.result["passed"] is True
     assert all(p.startswith(str(data_dir / "exports")) for p in first_export.result["files"])
@@ -56,14 +49,14 @@ def test_export_worker_killed_mid_export_fails_cleanly_and_a_retry_works(tiny_ba
     shutil.copytree(tiny_adapters, data_dir)
     jobs = JobManager(str(tiny_base.gguf_path), data_dir)
     job = jobs.export("alpha", "gguf-f16")
-    _wait(lambda: job.finished or job.last.get("phase") == "verify", 300, "the export to reach verification")
+    wait_for(lambda: job.finished or job.last.get("phase") == "verify", 300, "the export to reach verification")
     assert not job.finished, job.error
     job.process.send_signal(signal.SIGKILL)
-    _wait(lambda: job.finished, 60, "the killed export to be noticed")
+    wait_for(lambda: job.finished, 60, "the killed export to be noticed")
     assert job.state == "failed" and "killed (SIGKILL)" in job.error and "no partial export" in job.error
     exports = data_dir / "exports"
     assert not [p for p in exports.iterdir() if not p.name.startswith(".")]  # nothing under a final name
     retry = jobs.export("alpha", "gguf-f16")
-    _wait(lambda: retry.finished, 600, "the retried export")
+    wait_for(lambda: retry.finished, 600, "the retried export")
     assert retry.state == "done" and retry.result["passed"] is True, retry.error
     assert [p.name for p in exports.iterdir() if not p.name.startswith(".")] == [os.path.basename(retry.result["path"])]

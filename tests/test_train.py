@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
+from tiny import FACTS
 
 from assistant import train as recipe
 from assistant.data import load_qa_file
 from assistant.registry import Registry
-
-FACTS = [("What colour is the Zorblat fruit?", "The Zorblat fruit is violet."),
-         ("Which river waters the Quenth valley?", "The Silverrun river waters the Quenth valley."),
-         ("How tall does Mirrow grass grow?", "Mirrow grass grows to 40 cm.")]
-
-
-@pytest.fixture()
-def fact_file(tmp_path):
-    path = tmp_path / "facts.jsonl"
-    rows = [{"question": q, "answer": a} for q, a in FACTS]
-    rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def _train(tiny_base, tmp_path, fact_file, evaluator=None, cancel=None, on_progress=None, **overrides):

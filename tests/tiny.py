@@ -7,6 +7,7 @@ and a GGUF (for llama.cpp) of the same weights, so the engines can be compared t
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from assistant.base import Base, file_sha256
@@ -74,3 +75,20 @@ def publish_tiny_adapter(registry: Registry, base: Base, name: str, seed: int, *
     manifest = {"base_sha256": base.sha256, "prompt_format": "qa", "description": f"random test adapter {name}",
                 "training": {"kind": "random", "seed": seed}}
     return publish_peft_model(registry, peft_model, name, manifest)
+
+
+# Fictional facts the tiny recipe tests train on (fixture `fact_file` in conftest.py).
+FACTS = [("What colour is the Zorblat fruit?", "The Zorblat fruit is violet."),
+         ("Which river waters the Quenth valley?", "The Silverrun river waters the Quenth valley."),
+         ("How tall does Mirrow grass grow?", "Mirrow grass grows to 40 cm.")]
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.05):
+    """Poll `condition` until it is truthy (returned) or `timeout` seconds pass (an AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
