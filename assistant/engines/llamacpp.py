@@ -148,8 +148,7 @@ class LlamaCppEngine:
                 self._cond.wait()
             self._waiting.popleft()
             self._busy += 1
-            # Prefer a slot that already has this request's history; callers re-check adapters.
-            slot = self._free.pop()
+            slot = self._free.pop()  # any free slot: the caller switches its adapter if it differs
             self._cond.notify_all()
             return slot
 
