@@ -211,6 +211,7 @@ class Knowledge:
         self._lock = threading.RLock()
         self._client = None
         self._indexed: dict[str, dict] = {}  # collection name -> its metadata
+        self._collections: dict[str, object] = {}  # collection name -> its handle (a lookup costs a query)
         self.rebuilt_reason: str | None = None  # why the index was wiped when opened, if it was
         self._open()
 
@@ -264,6 +265,7 @@ class Knowledge:
             self._wipe()
             self._client = self._connect()
             self._indexed = {}
+            self._collections = {}
 
     def _check(self) -> dict[str, dict]:
         """Every collection readable, complete and queryable; returns name -> metadata."""
@@ -303,6 +305,7 @@ class Knowledge:
         self._wipe()
         self._client = self._connect()
         self._indexed = {}
+        self._collections = {}
 
     # indexing -------------------------------------------------------------------------------
     def index(self, name: str, version: int, pairs: list[Pair], dataset_sha256: str = "") -> None:
@@ -313,8 +316,7 @@ class Knowledge:
                 "embedder": EMBEDDER_ID, "indexed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with self._lock:
             if cname in self._indexed:
-                self._client.delete_collection(cname)
-                del self._indexed[cname]
+                self._drop(cname)
             collection = self._client.create_collection(cname, metadata=meta, embedding_function=None,
                                                         configuration={"hnsw": {"space": "cosine"}})
             for start in range(0, len(pairs), _ADD_BATCH):
@@ -324,6 +326,12 @@ class Knowledge:
                                documents=[p.question for p in chunk],
                                metadatas=[{"answer": p.answer, "row": p.row} for p in chunk])
             self._indexed[cname] = meta
+            self._collections[cname] = collection
+
+    def _drop(self, cname: str) -> None:
+        self._client.delete_collection(cname)
+        self._indexed.pop(cname, None)
+        self._collections.pop(cname, None)
 
     def sync(self, registry) -> list[str]:
         """Index every serving adapter version missing from the index (or indexed from other data);
@@ -353,8 +361,7 @@ class Knowledge:
                 done.append(adapter.key)
             existing = {collection_name(a.name, a.version) for a in registry.all_versions()}
             for cname in [c for c in self._indexed if c not in existing]:
-                self._client.delete_collection(cname)
-                del self._indexed[cname]
+                self._drop(cname)
         return done
 
     def indexed(self) -> dict[str, int]:
@@ -376,7 +383,10 @@ class Knowledge:
             try:
                 for cname in names:
                     meta = self._indexed[cname]
-                    found = self._client.get_collection(cname).query(
+                    collection = self._collections.get(cname)
+                    if collection is None:
+                        collection = self._collections[cname] = self._client.get_collection(cname)
+                    found = collection.query(
                         query_embeddings=vector, n_results=min(k, int(meta["pairs"])),
                         include=["documents", "metadatas", "distances"])
                     for doc, extra, distance in zip(found["documents"][0], found["metadatas"][0],
@@ -390,17 +400,18 @@ class Knowledge:
         return sorted(matches, key=lambda m: -m.similarity)[:k]
 
     def ground(self, question: str, adapter=None, threshold: float = GROUND_THRESHOLD,
-               k: int = GROUND_TOP_K) -> tuple[list[Match], Match | None]:
+               k: int = GROUND_TOP_K, vector=None) -> tuple[list[Match], Match | None]:
         """(pairs above the threshold, the nearest pair whatever its score) from one adapter's
-        pairs, or from every indexed adapter's when adapter is None."""
+        pairs, or from every indexed adapter's when adapter is None. `vector`: the question's
+        embedding, when already computed."""
         scope = None if adapter is None else [(adapter.name, adapter.version)]
-        found = self.search(question, scope, k)
+        found = self.search_vector(self.embedder.encode([question]) if vector is None else vector, scope, k)
         return [m for m in found if m.similarity >= threshold], (found[0] if found else None)
 
-    def route(self, question: str, registry, threshold: float = ROUTE_THRESHOLD) -> Route:
+    def route(self, question: str, registry, threshold: float = ROUTE_THRESHOLD, vector=None) -> Route:
         """The serving adapter whose pairs hold the question's nearest neighbour, or the base below the threshold."""
         serving = [(a.name, a.version) for a in registry.list() if a.usable]
-        found = self.search(question, serving, k=1)
+        found = self.search_vector(self.embedder.encode([question]) if vector is None else vector, serving, k=1)
         return decide_route(found[0] if found else None, threshold)
 
 
@@ -443,12 +454,13 @@ def plan_answer(knowledge: Knowledge | None, registry, messages: list[dict], ada
         return plan
     try:
         knowledge.sync(registry)  # a version published since the last refresh is indexed now
+        vector = knowledge.embedder.encode([question])  # once, for routing and grounding both
         if is_auto(adapter):
-            plan.route = knowledge.route(question, registry)
+            plan.route = knowledge.route(question, registry, vector=vector)
             plan.adapter = plan.route.adapter
         if ground:
             scope = registry.get(plan.adapter) if plan.adapter and plan.adapter.lower() not in ("none", "base") else None
-            plan.sources, nearest = knowledge.ground(question, scope)
+            plan.sources, nearest = knowledge.ground(question, scope, vector=vector)
             if not plan.sources:
                 plan.note = (f"nothing above {GROUND_THRESHOLD:.2f}" + (f" (nearest {nearest.similarity:.2f})"
                                                                          if nearest else "") + "; answered plainly")
