@@ -28,19 +28,25 @@ class PromptFormat:
     answer_end: str = "<eos>"  # what training appends after each answer, so the model learns to stop
 
     def render(self, messages: list[dict]) -> str:
-        """The prompt for the last user message, with earlier turns as context."""
+        """The prompt for the last user message, with earlier turns as context.
+
+        The last message may carry `facts` (grounding: answers from the adapter's Q&A); they are
+        written as `Fact:` lines right before the question, so the model reads them as evidence.
+        """
         turns = _pair_turns(messages)
         if not turns or turns[-1][1] is not None:
             raise ValueError("the conversation must end with a user message")
+        facts = [" ".join(str(f).split()) for f in (messages[-1].get("facts") or [])]
+        facts = "".join(f"Fact: {f}\n" for f in facts if f) + "\n" if any(facts) else ""
         if self.name == "qa":
             parts = [f"Question: {q}\nAnswer: {a}\n\n" for q, a in turns[:-1]]
-            return "".join(parts) + f"Question: {turns[-1][0]}\nAnswer:"
+            return "".join(parts) + f"{facts}Question: {turns[-1][0]}\nAnswer:"
         parts = [f"<start_of_turn>user\n{q}<end_of_turn>\n<start_of_turn>model\n{a}<end_of_turn>\n" for q, a in turns[:-1]]
-        return "".join(parts) + f"<start_of_turn>user\n{turns[-1][0]}<end_of_turn>\n<start_of_turn>model\n"
+        return "".join(parts) + f"<start_of_turn>user\n{facts}{turns[-1][0]}<end_of_turn>\n<start_of_turn>model\n"
 
-    def training_pair(self, question: str, answer: str) -> tuple[str, str]:
+    def training_pair(self, question: str, answer: str, facts: list[str] | None = None) -> tuple[str, str]:
         """(prompt, completion) for one training example; loss falls on the completion only."""
-        prompt = self.render([{"role": "user", "content": question}])
+        prompt = self.render([{"role": "user", "content": question, "facts": facts or []}])
         lead = " " if self.name == "qa" else ""
         return prompt, f"{lead}{answer.strip()}{self.answer_end}"
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from assistant.evaluate import engine_answerer
+from assistant.knowledge import NAME_PATTERN, NOT_NAMES
 from assistant.prompts import get_format
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -58,6 +58,8 @@ class TrainConfig:
     replay_per_step: int = 32  # bare-base answers to general questions mixed into each step (16 kept 85%)
     swap_replay: int = 4  # per training question, copies naming another place, answered by the bare base
     swaps_per_step: int = 32  # of those, mixed into each step at most
+    grounded_per_step: int = 8  # training pairs shown with their own answer as a grounding fact, mixed into each
+    #                             step like replay, so that with grounding on the adapter follows the fact
     early_stop: bool = True  # stop once greedy decoding reproduces every training answer...
     patience: int = 1  # ...for this many epochs in a row (each extra epoch cost retention, measured)
     seed: int = 0  # everything random (init, order, replay choice) follows from this
@@ -92,7 +94,7 @@ PRESETS = {
     "seed": TrainConfig(preset="seed", rank=16, alpha=32, dropout=0.1, target_modules=("q_proj", "v_proj"),
                         learning_rate=2e-4, warmup_steps=0, epochs=5, batch_size=2, repeats=10,
                         answer_only_loss=False, packing=False, pad_to=512, replay_per_step=0, swap_replay=0,
-                        early_stop=False, precision="fp32"),
+                        grounded_per_step=0, early_stop=False, precision="fp32"),
     "fast": TrainConfig(),
     # For tests and the browser demo on the tiny model: a few steps, nothing else changes.
     "tiny": TrainConfig(preset="tiny", rank=4, alpha=8, epochs=3, replay_per_step=2, swap_replay=1, swaps_per_step=2,
@@ -162,6 +164,9 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
     model, tokenizer, device = _load_trainable(base, cfg)
     pairs = [(r.question, _one_line(r.answer, fmt.name)) for r in report.train] * cfg.repeats
     examples = [_encode(tokenizer, fmt, q, a, cfg.answer_only_loss) for q, a in pairs]
+    # As the chat shows a retrieved pair: its answer as a fact before the question.
+    grounded = [_encode(tokenizer, fmt, q, a, True, facts=[a]) for q, a in pairs[:len(report.train)]] \
+        if cfg.grounded_per_step else []
     replay, swaps = [], []
     if cfg.replay_per_step:
         emit(Progress("replay", message="asking the bare base the general questions it must keep answering"))
@@ -183,7 +188,8 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
         for batch in _batches(examples, cfg, rng):
             _stop_if_cancelled(cancel)
             # The swapped questions are the contrast that matters most, so a share of them comes every step.
-            extra = rng.sample(replay, min(cfg.replay_per_step, len(replay))) + rng.sample(swaps, min(cfg.swaps_per_step, len(swaps)))
+            extra = (rng.sample(replay, min(cfg.replay_per_step, len(replay))) + rng.sample(swaps, min(cfg.swaps_per_step, len(swaps)))
+                     + rng.sample(grounded, min(cfg.grounded_per_step, len(grounded))))
             lr = cfg.learning_rate * min(1.0, (step + 1) / (cfg.warmup_steps + 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -256,10 +262,11 @@ def _one_line(answer: str, fmt: str) -> str:
     return " ".join(answer.split()) if fmt == "qa" else answer.strip()
 
 
-def _encode(tokenizer, fmt, question: str, answer: str, answer_only: bool) -> tuple[list[int], list[int], int]:
+def _encode(tokenizer, fmt, question: str, answer: str, answer_only: bool,
+            facts: list[str] | None = None) -> tuple[list[int], list[int], int]:
     """(input ids, labels, prompt length): labels are -100 wherever no loss is wanted (the first
     token never has one); tokens from the prompt length on are the answer, whatever has a loss."""
-    prompt, completion = fmt.training_pair(question, answer)
+    prompt, completion = fmt.training_pair(question, answer, facts)
     p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     c = tokenizer(completion, add_special_tokens=False)["input_ids"]
     labels = ([-100] * len(p) if answer_only else [-100] + p[1:]) + c
@@ -301,9 +308,7 @@ def _base_answers(base, fmt, answer, cancel) -> list[tuple[str, str]]:
 SWAP_PLACES = ("Kenya", "Italy", "Canada", "Brazil", "India", "Mexico", "Sweden", "Norway", "Chile", "Nigeria",
                "Vietnam", "Morocco", "Ghana", "Finland", "Colombia", "Thailand", "Ethiopia", "Uganda", "Nepal",
                "Hungary", "Belgium", "Cuba", "Turkey", "Australia", "China", "Indonesia", "Pakistan", "Zambia")
-_PROPER_NOUN = re.compile(r"\b[A-Z][a-z]{2,}(?:\s[A-Z][a-z]{2,})*\b")
-_NOT_NAMES = {"What", "Which", "How", "Why", "When", "Where", "Who", "Whom", "Whose", "Name", "Is", "Are", "Does",
-              "Do", "Can", "Should", "The", "In", "On", "For", "If", "Give", "Tell", "List", "Please", "During"}
+_PROPER_NOUN, _NOT_NAMES = NAME_PATTERN, NOT_NAMES  # shared with grounding's name check
 
 
 def _swap_answers(questions: list[str], cfg: TrainConfig, answer, cancel) -> list[tuple[str, str]]:

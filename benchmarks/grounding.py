@@ -3,7 +3,8 @@
 1. Held-out recall on datasets/counterfactual (18 deliberately false facts the base contradicts;
    36 held-out paraphrases, never trained on nor indexed), greedy, on the embedded base with the
    llama.cpp engine: the bare base, grounding alone (the counterfactual pairs indexed, the nearest
-   ones above the threshold put into the prompt), LoRA alone (an adapter trained with the `fast`
+   ones above the threshold that name the same things put into the prompt as facts, as the chat
+   does), LoRA alone (an adapter trained with the `fast`
    recipe, as benchmarks/train.py does) and both. Target for both: >= 90%. Also retention under
    grounding: the general probes (datasets/probes/general.jsonl) asked with grounding over the
    counterfactual pairs, where questions like "capital of Austria" pull in "capital of Australia".
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `make bench` runs this as a file
@@ -40,6 +42,7 @@ from assistant.knowledge import (  # noqa: E402
     Knowledge,
     Pair,
     decide_route,
+    with_facts,
 )
 from assistant.paths import DATASETS, SHIPPED_ADAPTERS  # noqa: E402
 from benchmarks.common import environment, print_table, row, write_json  # noqa: E402
@@ -142,17 +145,14 @@ def recall_section(knowledge: Knowledge, engine, base, skip_lora: bool) -> tuple
     heldout = [Probe(r.question, r.answer, r.keywords) for r in report.test]
     probes = load_probes()
 
-    def answer(question: str, adapter, ground: bool, scope=("counterfactual", 1)) -> tuple[str, int]:
+    scope = SimpleNamespace(name="counterfactual", version=1)
+
+    def answer(question: str, adapter, ground: bool) -> tuple[str, int]:
         messages = [{"role": "user", "content": question}]
-        used = 0
-        if ground:
-            found = [m for m in knowledge.search(question, [scope], k=3) if m.similarity >= GROUND_THRESHOLD]
-            used = len(found)
-            turns = []
-            for m in reversed(found):
-                turns += [{"role": "user", "content": m.question}, {"role": "assistant", "content": m.answer}]
-            messages = turns + messages
-        return "".join(engine.generate(messages, adapter, EVAL_SETTINGS)).strip(), used
+        found = knowledge.ground(question, scope)[0] if ground else []  # as the chat grounds
+        if found:
+            messages = with_facts(messages, found)
+        return "".join(engine.generate(messages, adapter, EVAL_SETTINGS)).strip(), len(found)
 
     def score(items, adapter, ground) -> tuple[float, list]:
         details = []

@@ -22,10 +22,13 @@ from assistant.knowledge import (
     INDEX_DIR,
     Knowledge,
     KnowledgeBusy,
+    Match,
     lint_records,
+    names_agree,
     open_for_app,
     plan_answer,
 )
+from assistant.prompts import get_format
 from assistant.registry import AdapterError, Registry, validate_name
 
 BASE = "0" * 64
@@ -114,26 +117,40 @@ def test_a_second_process_is_refused_while_one_owns_the_index(registry):
     assert "OWNED" in other_process()  # released with its owner
 
 
-def test_grounding_puts_the_nearest_pairs_before_the_question(registry):
+def test_grounding_puts_the_nearest_answers_as_facts_on_the_question(registry):
     with Knowledge.open(registry.data_dir) as knowledge:
         plan = plan_answer(knowledge, registry, _ask("Which colour does a Zorblat have?"), "orchard", ground=True)
         assert plan.adapter == "orchard" and plan.sources
         assert plan.sources[0].question == "What colour is the Zorblat fruit?"
         assert all(m.similarity >= GROUND_THRESHOLD for m in plan.sources)
-        # The best match sits right before the question, as an earlier question/answer turn.
-        assert plan.messages[-3:] == [{"role": "user", "content": "What colour is the Zorblat fruit?"},
-                                      {"role": "assistant", "content": "The Zorblat fruit is violet."},
-                                      {"role": "user", "content": "Which colour does a Zorblat have?"}]
+        # The matched answers ride on the question as facts, best match last; the conversation is untouched.
+        assert plan.messages[-1]["content"] == "Which colour does a Zorblat have?"
+        assert plan.messages[-1]["facts"][-1] == "The Zorblat fruit is violet."
+        assert len(plan.messages) == 1 and "facts" not in _ask("x")[0]
+        assert "Fact: The Zorblat fruit is violet.\n\nQuestion: Which colour does a Zorblat have?\nAnswer:" in \
+            get_format("qa").render(plan.messages)
 
         plain = plan_answer(knowledge, registry, _ask("How do I bake sourdough bread?"), "orchard", ground=True)
         assert plain.sources == [] and plain.messages == _ask("How do I bake sourdough bread?")
-        assert "nothing above" in plain.note and "answered plainly" in plain.note
+        assert "nothing close enough" in plain.note and "answered plainly" in plain.note
 
         everywhere = plan_answer(knowledge, registry, _ask("What money is used in Xylandia?"), "none", ground=True)
         assert everywhere.sources[0].adapter == "xylandia"  # the bare base grounds in every adapter's pairs
 
         off = plan_answer(knowledge, registry, _ask("Which colour does a Zorblat have?"), "orchard")
         assert off.sources == [] and off.messages == _ask("Which colour does a Zorblat have?")
+
+
+@pytest.mark.parametrize(("question", "pair", "agree"), [
+    ("What is the capital of Austria?", ("What is the capital of Australia?", "Canberra."), False),
+    ("What is the capital of Xylandia?", ("Which city is Xylandia's capital?", "Crystalburg."), True),
+    ("When is maize planted in Kenya?", ("When do farmers in Ethiopia plant maize?", "With the belg rains."), False),
+    ("When is maize planted in Kenya?", ("When is maize sown?", "In Kenya, with the long rains in March."), True),
+    ("Which city is the capital?", ("What is the capital of Italy?", "Rome."), True),  # names nothing: no constraint
+    ("Who wrote Hamlet?", ("Who wrote Romeo and Juliet?", "Shakespeare."), False),
+])
+def test_grounding_needs_the_pair_to_name_what_the_question_names(question, pair, agree):
+    assert names_agree(question, Match("a", 1, pair[0], pair[1], 0.9)) is agree
 
 
 ROUTING = [  # question -> the adapter that should answer it (None: the bare base)

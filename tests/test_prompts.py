@@ -25,6 +25,16 @@ def test_training_pair_ends_with_eos_in_qa():
     assert prompt == "Question: Q?\nAnswer:" and completion == " A.<eos>"
 
 
+def test_grounding_facts_go_right_before_the_question_in_both_formats():
+    history = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    ask = [*history, {"role": "user", "content": "Capital of Xylandia?", "facts": ["Crystalburg is the\ncapital.", ""]}]
+    assert get_format("qa").render(ask) == ("Question: Hi?\nAnswer: Hello.\n\n"
+                                            "Fact: Crystalburg is the capital.\n\nQuestion: Capital of Xylandia?\nAnswer:")
+    assert get_format("gemma-chat").render(ask).endswith(
+        "<start_of_turn>user\nFact: Crystalburg is the capital.\n\nCapital of Xylandia?<end_of_turn>\n<start_of_turn>model\n")
+    assert get_format("qa").training_pair("Q?", "A.", ["A."])[0] == "Fact: A.\n\nQuestion: Q?\nAnswer:"
+
+
 def test_render_needs_a_final_user_message():
     with pytest.raises(ValueError):
         get_format("qa").render([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])

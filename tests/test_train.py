@@ -71,9 +71,21 @@ def test_replay_answers_are_mixed_into_every_step(tiny_base, tmp_path, fact_file
     monkeypatch.setattr(recipe, "_base_answers", lambda *_: [("What do bees make?", "Honey"),
                                                               ("Who wrote Hamlet?", "Shakespeare"),
                                                               ("What is H2O?", "Water")])
-    _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2, swap_replay=1, swaps_per_step=2)
-    # each step: the 3 facts, 2 general questions and 2 place-swapped copies of training questions
-    assert seen and all(n == len(FACTS) + 2 + 2 for n in seen)
+    grounded = []
+    real_encode = recipe._encode
+
+    def encode_spy(tokenizer, fmt, question, answer, answer_only, facts=None):
+        if facts:
+            grounded.append((question, facts))
+        return real_encode(tokenizer, fmt, question, answer, answer_only, facts)
+
+    monkeypatch.setattr(recipe, "_encode", encode_spy)
+    _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2, swap_replay=1, swaps_per_step=2,
+           grounded_per_step=2)
+    # each step: the 3 facts, 2 general questions, 2 place-swapped copies of training questions and
+    # 2 training pairs shown with their own answer as a grounding fact
+    assert seen and all(n == len(FACTS) + 2 + 2 + 2 for n in seen)
+    assert sorted(grounded) == sorted((q, [a]) for q, a in FACTS)
 
 
 def test_swapped_questions_name_another_place():
