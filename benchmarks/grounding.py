@@ -4,8 +4,9 @@
    36 held-out paraphrases, never trained on nor indexed), greedy, on the embedded base with the
    llama.cpp engine: the bare base, grounding alone (the counterfactual pairs indexed, the nearest
    ones above the threshold that name the same things put into the prompt as facts, as the chat
-   does), LoRA alone (an adapter trained with the `fast`
-   recipe, as benchmarks/train.py does) and both. Target for both: >= 90%. Also retention under
+   does), LoRA alone (an adapter trained with the `fast` recipe, as benchmarks/train.py does) and
+   both; then the same for an adapter trained with "Prepare for grounded chat" (fast plus pairs shown
+   with their answer as a fact). Target for both, with that adapter: >= 90%. Also retention under
    grounding: the general probes (datasets/probes/general.jsonl) asked with grounding over the
    counterfactual pairs, where questions like "capital of Austria" pull in "capital of Australia".
 2. Routing accuracy of `auto` on datasets/routing/routing.jsonl (question -> xylandia,
@@ -45,6 +46,7 @@ from assistant.knowledge import (  # noqa: E402
     with_facts,
 )
 from assistant.paths import DATASETS, SHIPPED_ADAPTERS  # noqa: E402
+from assistant.train import GROUNDED_PER_STEP  # noqa: E402
 from benchmarks.common import environment, print_table, row, write_json  # noqa: E402
 
 COUNTERFACTUAL = DATASETS / "counterfactual" / "counterfactual.jsonl"
@@ -164,13 +166,13 @@ def recall_section(knowledge: Knowledge, engine, base, skip_lora: bool) -> tuple
 
     details, rows = {}, []
     runs = [("base alone", None, False), ("grounding alone", None, True)]
-    adapter = None
     if not skip_lora:
-        adapter = train_counterfactual(base, engine)
-        runs += [("LoRA alone", adapter, False), ("LoRA + grounding", adapter, True)]
+        for recipe, grounded in (("fast", 0), ("fast, prepared for grounding", GROUNDED_PER_STEP)):
+            adapter = train_counterfactual(base, engine, grounded)
+            runs += [(f"LoRA alone ({recipe})", adapter, False), (f"LoRA + grounding ({recipe})", adapter, True)]
     for label, target, ground in runs:
         share, details[label] = score(heldout, target, ground)
-        limit = 0.9 if label == "LoRA + grounding" else None
+        limit = 0.9 if label == "LoRA + grounding (fast, prepared for grounding)" else None
         rows.append(row(f"held-out recall, {label}", share, "", ">=" if limit else None, limit))
     base_probe, details["probes, base"] = score(probes, None, False)
     grounded_probe, details["probes, grounded"] = score(probes, None, True)
@@ -185,17 +187,21 @@ def recall_section(knowledge: Knowledge, engine, base, skip_lora: bool) -> tuple
     return rows, details
 
 
-def train_counterfactual(base, engine):
-    """The counterfactual adapter with the fast recipe, published into a temporary data directory."""
+def train_counterfactual(base, engine, grounded_per_step: int):
+    """The counterfactual adapter with the fast recipe (plus `grounded_per_step` pairs a step shown
+    with their answer as a fact: the Train tab's "Prepare for grounded chat"), published into a
+    temporary data directory."""
     from assistant.registry import Registry
     from assistant.train import preset, train
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-grounding-"))
     registry = Registry(base.sha256, data_dir)
-    print("training the counterfactual adapter (fast recipe)…", flush=True)
-    result = train(preset("fast"), base, registry, load_qa_file(COUNTERFACTUAL), "counterfactual", evaluator=engine,
-                   data_bytes=COUNTERFACTUAL.read_bytes())
-    print(f"  {result.steps} steps, {result.train_seconds:.0f} s", flush=True)
+    print(f"training the counterfactual adapter (fast recipe, grounded_per_step={grounded_per_step})…", flush=True)
+    result = train(preset("fast", grounded_per_step=grounded_per_step), base, registry, load_qa_file(COUNTERFACTUAL),
+                   "counterfactual", evaluator=engine, data_bytes=COUNTERFACTUAL.read_bytes())
+    card = result.report_card.get("after", {})
+    print(f"  {result.steps} steps, {result.train_seconds:.0f} s; its own retention {card.get('retention', 0):.0%}",
+          flush=True)
     return result.adapter
 
 

@@ -138,3 +138,28 @@ def test_bad_config_is_a_clear_error(bad):
         recipe.preset("fast", **bad)
     with pytest.raises(ValueError, match="unknown preset"):
         recipe.preset("turbo")
+
+
+def test_train_tab_turns_advanced_settings_into_fast_overrides(tmp_path):
+    from types import SimpleNamespace
+
+    from ui.train import start
+
+    started = []
+
+    class Jobs:
+        def start(self, path, name, preset, overrides, description=""):
+            started.append((preset, overrides))
+            return SimpleNamespace(name=name)
+
+    upload = tmp_path / "qa.jsonl"
+    upload.write_text('{"question": "q?", "answer": "a."}\n')
+    for preset_name, grounded in [("fast", True), ("fast", False), ("seed", True)]:
+        status = start(Jobs(), tmp_path / "uploads", str(upload), "orchard", preset_name, "", 8, 1e-3, 3, 4, False, grounded)
+        assert status == "Started training **orchard**."
+    (_, grounded_on), (_, grounded_off), (_, seed) = started
+    assert grounded_on == {"allow_conflicts": False, "rank": 8, "alpha": 16, "learning_rate": 1e-3, "epochs": 3,
+                           "replay_per_step": 4, "grounded_per_step": recipe.GROUNDED_PER_STEP}
+    assert grounded_off["grounded_per_step"] == 0
+    assert seed == {"allow_conflicts": False}  # the proof of concept runs exactly as it was
+    recipe.preset("fast", **grounded_on)  # every override is a real setting

@@ -112,6 +112,9 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
             lr = gr.Number(value=fast.learning_rate, label="Learning rate", minimum=1e-6, maximum=0.1)
             epochs = gr.Slider(1, 200, value=fast.epochs, step=1, label="Epochs at most (stops early once learnt)")
             replay = gr.Slider(0, 64, value=fast.replay_per_step, step=1, label="General questions replayed per step")
+        grounded = gr.Checkbox(False, label=f"Prepare for grounded chat: also train on {training.GROUNDED_PER_STEP} pairs a "
+                               "step shown with their answer as a fact (follows grounding better; may cost a little "
+                               "general knowledge)", elem_id="train-grounded")
         allow_conflicts = gr.Checkbox(False, label="Train even if a question has conflicting answers")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
@@ -138,7 +141,7 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
                   upload, [report, validated, name])
     watch = trainer("watch training", functools.partial(training.watch, jobs))
     start.click(trainer("train adapters", functools.partial(training.start, jobs, assistant.registry.data_dir / "uploads")),
-                [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts], status
+                [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts, grounded], status
                 ).then(watch, None, [progress, plot, card, published])
     stop.click(trainer("cancel training", functools.partial(training.cancel, jobs)), None, status)
     delete.click(trainer("delete adapters", functools.partial(training.delete, assistant)), [doomed, sure],

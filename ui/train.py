@@ -14,7 +14,7 @@ from pathlib import Path
 from assistant.data import DataError, DataReport, load_qa_file
 from assistant.evaluate import CARD_ROWS
 from assistant.registry import AdapterError, validate_name
-from assistant.train import PRESETS
+from assistant.train import GROUNDED_PER_STEP, PRESETS
 
 FAST = PRESETS["fast"]
 
@@ -82,7 +82,7 @@ def _suggest_name(stem: str) -> str:
 
 
 def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, description: str, rank: float,
-          learning_rate: float, epochs: float, replay: float, allow_conflicts: bool) -> str:
+          learning_rate: float, epochs: float, replay: float, allow_conflicts: bool, grounded: bool = False) -> str:
     """Start a job; returns a status line (errors are returned, never raised)."""
     if not path:
         return "❌ Upload and validate a file first."
@@ -97,7 +97,8 @@ def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, des
     overrides = {"allow_conflicts": bool(allow_conflicts)}
     if preset == "fast":  # advanced settings apply to the tunable preset; seed is the PoC, exactly
         overrides |= {"rank": int(rank), "alpha": 2 * int(rank), "learning_rate": float(learning_rate),
-                      "epochs": int(epochs), "replay_per_step": int(replay)}
+                      "epochs": int(epochs), "replay_per_step": int(replay),
+                      "grounded_per_step": GROUNDED_PER_STEP if grounded else 0}
     try:
         job = jobs.start(copy, name.strip(), preset, overrides, description=(description or "").strip())
     except RuntimeError as exc:
