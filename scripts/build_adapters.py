@@ -23,11 +23,12 @@ from assistant.train import preset, train
 
 SHIPPED = {
     "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg).", {}),
-    # 230 long answers: bigger steps with fewer replayed answers each (~7 steps an epoch), and an
-    # epoch cap that keeps a rebuild near a quarter of an hour on 2 cores.
+    # 230 long answers: bigger steps (~7 an epoch) with fewer place swaps each, and an epoch cap that
+    # keeps a rebuild near half an hour on 2 cores. 4 epochs with 12 replayed answers a step gave
+    # recall 60%, held-out 31%, retention 90%.
     "agriculture": ("agriculture/agriculture.jsonl", "Farming Q&A: crops, regional practices, soil and water, "
                                                      "techniques, pests and diseases.",
-                    {"epochs": 4, "replay_per_step": 12, "swaps_per_step": 8, "max_batch_tokens": 2048}),
+                    {"epochs": 8, "replay_per_step": 24, "swaps_per_step": 8, "max_batch_tokens": 3072}),
 }
 
 
