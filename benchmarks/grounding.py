@@ -147,19 +147,19 @@ def recall_section(knowledge: Knowledge, engine, base, skip_lora: bool) -> tuple
     heldout = [Probe(r.question, r.answer, r.keywords) for r in report.test]
     probes = load_probes()
 
-    scope = SimpleNamespace(name="counterfactual", version=1)
+    counterfactual = SimpleNamespace(name="counterfactual", version=1)
 
-    def answer(question: str, adapter, ground: bool) -> tuple[str, int]:
+    def answer(question: str, adapter, ground: bool, scope=counterfactual):
         messages = [{"role": "user", "content": question}]
         found = knowledge.ground(question, scope)[0] if ground else []  # as the chat grounds
         if found:
             messages = with_facts(messages, found)
         return "".join(engine.generate(messages, adapter, EVAL_SETTINGS)).strip(), len(found)
 
-    def score(items, adapter, ground) -> tuple[float, list]:
+    def score(items, adapter, ground, **scope) -> tuple[float, list]:
         details = []
         for probe in items:
-            text, used = answer(probe.question, adapter, ground)
+            text, used = answer(probe.question, adapter, ground, **scope)
             details.append({"question": probe.question, "answer": text, "sources": used,
                             "correct": is_correct(text, probe)})
         return sum(d["correct"] for d in details) / len(details), details
@@ -174,6 +174,17 @@ def recall_section(knowledge: Knowledge, engine, base, skip_lora: bool) -> tuple
         share, details[label] = score(heldout, target, ground)
         limit = 0.9 if label == "LoRA + grounding (fast, prepared for grounding)" else None
         rows.append(row(f"held-out recall, {label}", share, "", ">=" if limit else None, limit))
+    # The shipped agriculture adapter on its own held-out paraphrases, without and with grounding in
+    # its Q&A (the index holds the shipped adapter's pairs as version 1).
+    from assistant.registry import Registry
+
+    shipped = Registry(base.sha256, Path(tempfile.mkdtemp(prefix="bench-grounding-")), SHIPPED_ADAPTERS)
+    agriculture = next((a for a in shipped.list() if a.name == "agriculture" and a.usable), None)
+    if agriculture is not None:
+        farm = [Probe(r.question, r.answer, r.keywords) for r in load_qa_file(SHIPPED_ADAPTERS / "agriculture" / "dataset.jsonl").test]
+        for label, ground in (("agriculture adapter alone", False), ("agriculture adapter + grounding", True)):
+            share, details[label] = score(farm, agriculture, ground, scope=SimpleNamespace(name="agriculture", version=1))
+            rows.append(row(f"held-out recall, {label}", share))
     base_probe, details["probes, base"] = score(probes, None, False)
     grounded_probe, details["probes, grounded"] = score(probes, None, True)
     known = [i for i, d in enumerate(details["probes, base"]) if d["correct"]]
@@ -197,8 +208,10 @@ def train_counterfactual(base, engine, grounded_per_step: int):
     data_dir = Path(tempfile.mkdtemp(prefix="bench-grounding-"))
     registry = Registry(base.sha256, data_dir)
     print(f"training the counterfactual adapter (fast recipe, grounded_per_step={grounded_per_step})…", flush=True)
+    # Distinct names: the engine keeps loaded adapters by name and version.
+    name = "counterfactual-grounded" if grounded_per_step else "counterfactual"
     result = train(preset("fast", grounded_per_step=grounded_per_step), base, registry, load_qa_file(COUNTERFACTUAL),
-                   "counterfactual", evaluator=engine, data_bytes=COUNTERFACTUAL.read_bytes())
+                   name, evaluator=engine, data_bytes=COUNTERFACTUAL.read_bytes())
     card = result.report_card.get("after", {})
     print(f"  {result.steps} steps, {result.train_seconds:.0f} s; its own retention {card.get('retention', 0):.0%}",
           flush=True)

@@ -52,3 +52,17 @@ def test_train_a_new_fact_then_chat_answers_a_paraphrase(embedded, tmp_path):
     answer = cli("chat", "--data-dir", str(tmp_path / "data"), "--adapter", "velmora",
                  "Tell me what fruit the Velmora orchards produce.")
     assert answer.returncode == 0 and "bluepear" in answer.stdout.lower(), answer.stdout + answer.stderr
+
+
+def test_shipped_agriculture_adapter_answers_with_its_facts_and_its_card_holds(embedded):
+    from assistant.evaluate import Probe, is_correct
+
+    manifest = json.load(open("adapters/agriculture/manifest.json"))
+    card = manifest["report_card"]
+    assert card["after"]["recall"] >= 0.9 and card["counts"]["train"] >= 200 and card["counts"]["heldout"] >= 40
+    missed = {m["question"] for m in card["misses"]}
+    rows = [json.loads(line) for line in open("adapters/agriculture/dataset.jsonl") if line.strip()]
+    row = next(r for r in rows if r["split"] == "train" and r["keywords"] and r["question"] not in missed)
+    answer = cli("chat", "--adapter", "agriculture", row["question"])
+    assert answer.returncode == 0, answer.stderr
+    assert is_correct(answer.stdout, Probe(row["question"], row["answer"], row["keywords"])), answer.stdout
