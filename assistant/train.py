@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from assistant.evaluate import engine_answerer
-from assistant.knowledge import NAME_PATTERN, NOT_NAMES
+from assistant.knowledge import names_in
 from assistant.prompts import get_format
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -60,7 +60,7 @@ class TrainConfig:
     swaps_per_step: int = 32  # of those, mixed into each step at most
     grounded_per_step: int = 0  # training pairs shown with their own answer as a grounding fact, mixed into each
     #   step like replay, so that with grounding on the adapter follows the fact (8 lifted counterfactual recall
-    #   with grounding from 89% to 92% but cost xylandia's retention 95% -> 85%, so it is opt-in)
+    #   with grounding from 86% to 92% but cost xylandia's retention 95% -> 85%, so it is opt-in)
     early_stop: bool = True  # stop once greedy decoding reproduces every training answer...
     patience: int = 1  # ...for this many epochs in a row (each extra epoch cost retention, measured)
     seed: int = 0  # everything random (init, order, replay choice) follows from this
@@ -312,17 +312,15 @@ def _base_answers(base, fmt, answer, cancel) -> list[tuple[str, str]]:
 SWAP_PLACES = ("Kenya", "Italy", "Canada", "Brazil", "India", "Mexico", "Sweden", "Norway", "Chile", "Nigeria",
                "Vietnam", "Morocco", "Ghana", "Finland", "Colombia", "Thailand", "Ethiopia", "Uganda", "Nepal",
                "Hungary", "Belgium", "Cuba", "Turkey", "Australia", "China", "Indonesia", "Pakistan", "Zambia")
-_PROPER_NOUN, _NOT_NAMES = NAME_PATTERN, NOT_NAMES  # shared with grounding's name check
 
 
 def _swap_answers(questions: list[str], cfg: TrainConfig, answer, cancel) -> list[tuple[str, str]]:
     """The bare base's answers to training questions whose named place is swapped for another."""
     rng = random.Random(cfg.seed + 1)
-    names = {m.group(0) for q in questions for m in _PROPER_NOUN.finditer(q)}
+    names = {n for q in questions for n in names_in(q)}
     variants = []
     for question in questions:
-        found = [m.group(0) for m in _PROPER_NOUN.finditer(question)
-                 if m.group(0) not in SWAP_PLACES and m.group(0) not in _NOT_NAMES]
+        found = [n for n in names_in(question) if n not in SWAP_PLACES]
         if found:
             places = [p for p in SWAP_PLACES if p not in names]
             variants += [question.replace(found[0], place) for place in rng.sample(places, min(cfg.swap_replay, len(places)))]
@@ -383,12 +381,13 @@ def _step(model, batch, cfg: TrainConfig, device) -> tuple[float, list[bool]]:
     if cfg.packing:
         # Slices of about micro_batch_tokens, each backpropagated at once and weighted by its share
         # of the answer tokens: the gradient of the whole step, with a slice's activations in memory.
-        slices, current = [], []
+        slices, current, used = [], [], 0
         for ex in batch:
-            if current and sum(len(e[0]) for e in current) + len(ex[0]) > cfg.micro_batch_tokens:
+            if current and used + len(ex[0]) > cfg.micro_batch_tokens:
                 slices.append(current)
-                current = []
+                current, used = [], 0
             current.append(ex)
+            used += len(ex[0])
         slices.append(current)
         total = sum(sum(1 for t in ex[1][1:] if t != -100) for ex in batch) or 1
         loss_sum, per_example = 0.0, []
