@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.data import DataError, load_qa_file
+from assistant.data import MAX_ROWS, DataError, load_qa_file
 from assistant.registry import AdapterError, Registry, validate_name
 from ui.train import describe_report, start, validate_upload
 
@@ -130,21 +130,28 @@ def test_formula_cells_are_rejected_and_never_shown():
 
 
 # --- huge inputs, built here
-def test_100000_rows_are_read_in_seconds_and_reported_briefly(tmp_path):
+def test_rows_up_to_the_cap_are_read_in_seconds_and_reported_briefly(tmp_path):
     path = tmp_path / "big.csv"
-    lines = [f"Question number {i}?,Answer number {i}." for i in range(100_000)]
+    lines = [f"Question number {i}?,Answer number {i}." for i in range(MAX_ROWS)]  # 50,000: the row cap
     lines[5] = "Broken row?,"  # one rejection
-    lines[7:99_000] = [f"Bad {i}?,=cmd|' /C calc'!A0" for i in range(7, 99_000)]  # ~99,000 rejections
+    lines[7:49_000] = [f"Bad {i}?,=cmd|' /C calc'!A0" for i in range(7, 49_000)]  # ~49,000 rejections
     path.write_text("question,answer\n" + "\n".join(lines) + "\n")
     before = tree(tmp_path)
     started = time.monotonic()
     report = load_qa_file(path)
     assert time.monotonic() - started < 60
-    assert report.rows_read == 100_000 and len(report.records) == 100_000 - 1 - 98_993
+    assert report.rows_read == MAX_ROWS and len(report.records) == MAX_ROWS - 1 - 48_993
     summary = report.summary()
-    assert summary.count("\n") < 80 and "…and 98944 more" in summary  # 50 listed, the rest counted
+    assert summary.count("\n") < 80 and "…and 48944 more" in summary  # 50 listed, the rest counted
     assert describe_report(report).count("\n") < 200
     assert tree(tmp_path) == before
+
+
+def test_one_row_over_the_cap_fails_the_file_with_the_cap_and_why(tmp_path):
+    path = tmp_path / "over.csv"
+    path.write_text("question,answer\n" + "".join(f"Question {i}?,Answer {i}.\n" for i in range(MAX_ROWS + 1)))
+    with pytest.raises(DataError, match=r"more than 50,000 data rows, the limit \(far more Q&A than one adapter"):
+        load_qa_file(path)
 
 
 def test_one_megabyte_cell_rejects_its_row_not_the_file(tmp_path):
