@@ -17,7 +17,7 @@ TITLE = "Field assistant"
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "the queue is full", not left hanging
 
 
-def build(assistant, jobs=None, access: Access | None = None) -> gr.Blocks:
+def build(assistant, jobs=None, access: Access | None = None, max_upload_mb: int = 20) -> gr.Blocks:
     """The app. `access` decides who may do what (every handler checks it on the server); without
     one, as on a single machine with no users file, everyone may do everything."""
     access = access or Access(None)
@@ -30,7 +30,7 @@ def build(assistant, jobs=None, access: Access | None = None) -> gr.Blocks:
             trainer_tabs = []
             if jobs is not None:
                 with gr.Tab("Train", id="train") as train_tab:
-                    _train_tab(assistant, jobs, demo, tabs, adapter, card, broken, access)
+                    _train_tab(assistant, jobs, demo, tabs, adapter, card, broken, access, max_upload_mb)
                 trainer_tabs.append(train_tab)
                 with gr.Tab("Export", id="export") as export_tab:
                     _export_tab(assistant, jobs, access)
@@ -93,7 +93,7 @@ def _refreshed(assistant, wanted):
     return gr.Dropdown(choices=choices, value=value), chat.adapter_card(assistant, value), chat.unusable_note(assistant)
 
 
-def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken, access) -> None:
+def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken, access, max_upload_mb=20) -> None:
     gr.Markdown("Teach the model your own facts from a question–answer file. Training runs in the background; "
                 "chats keep working meanwhile.")
     with gr.Row():
@@ -137,8 +137,9 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
     def trainer(action, fn):
         return guard(access, TRAINER, action, fn)
 
-    upload.change(trainer("upload training data", functools.partial(training.validate_upload, assistant=assistant)),
-                  upload, [report, validated, name])
+    # Read (and linted) in a child process under limits, with the same size cap as the upload itself.
+    upload.change(trainer("upload training data", functools.partial(
+        training.check_upload, assistant=assistant, max_bytes=int(max_upload_mb) * 2**20)), upload, [report, validated, name])
     watch = trainer("watch training", functools.partial(training.watch, jobs))
     start.click(trainer("train adapters", functools.partial(training.start, jobs, assistant.registry.data_dir / "uploads")),
                 [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts, grounded], status
@@ -187,7 +188,7 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     chat.open_knowledge(assistant)  # this process owns the Q&A index for its whole life
     jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
                       on_busy=getattr(assistant.engine, "yield_cores", None))
-    demo = build(assistant, jobs, Access(users))
+    demo = build(assistant, jobs, Access(users), max_upload_mb)
     demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE)
     print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)
     auth = None

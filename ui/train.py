@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.data import DataError, DataReport, load_qa_file
+from assistant.data import MAX_FILE_BYTES, DataReport
 from assistant.evaluate import CARD_ROWS
 from assistant.registry import AdapterError, validate_name
 from assistant.train import GROUNDED_PER_STEP, PRESETS
@@ -51,29 +51,32 @@ def _cell(text: str) -> str:
         .replace("_", "\\_").replace("`", "\\`").replace("[", "\\[").replace("\n", " ")[:300]
 
 
-def validate_upload(path: str | None, assistant=None) -> tuple[str, str | None, str]:
+def validate_upload(path: str | None, assistant=None, max_bytes: int = MAX_FILE_BYTES) -> tuple[str, str | None, str]:
     """(report markdown, path of a validated file or None, suggested adapter name).
 
-    With an assistant, the report includes the similar-question lint (within the file, and against
-    the other adapters' indexed Q&A).
+    The file is read in a child process under memory and time limits (ui.upload_check), never in
+    the app. With an assistant, the report includes the similar-question lint (within the file,
+    and against the other adapters' stored Q&A).
     """
     if not path:
         return "Upload a CSV, Excel, JSON Lines or JSON file with question and answer columns.", None, ""
-    try:
-        report = load_qa_file(path, source_name=Path(path).name)
-    except DataError as exc:
-        return f"❌ {exc}", None, ""
-    except OSError as exc:
-        return f"❌ The file could not be read: {exc.strerror or exc}", None, ""
-    if assistant is not None:
-        from assistant.knowledge import KnowledgeError, lint_records
+    from assistant.knowledge import registry_datasets
+    from ui.upload_check import validate_in_child
 
-        try:
-            report.lint = lint_records(report.records, assistant.knowledge,
-                                       None if assistant.knowledge else assistant.registry)
-        except KnowledgeError as exc:
-            report.warnings.append(f"similar-question lint skipped: {exc}")
-    return describe_report(report), path, _suggest_name(Path(path).stem)
+    datasets = registry_datasets(assistant.registry) if assistant is not None else []
+    markdown, accepted = validate_in_child(path, Path(path).name, max_bytes, datasets, lint=assistant is not None)
+    return markdown, (path if accepted else None), (_suggest_name(Path(path).stem) if accepted else "")
+
+
+def check_upload(path: str | None, assistant=None, max_bytes: int = MAX_FILE_BYTES) -> Iterator[tuple[str, str | None, str]]:
+    """validate_upload for the Train tab, in two steps: the report as soon as the file is read
+    (about a second), then again with the lint, whose process first loads the embedding model."""
+    first = validate_upload(path, None, max_bytes)
+    if assistant is None or first[1] is None:
+        yield first
+        return
+    yield first[0] + "\n\n🔎 Looking for similar questions (here and in the other adapters)…", first[1], first[2]
+    yield validate_upload(path, assistant, max_bytes)
 
 
 def _suggest_name(stem: str) -> str:
