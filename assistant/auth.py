@@ -5,9 +5,10 @@ The file (`assistant serve --auth FILE`) is JSON, written by `assistant user add
     {"users": {"amina": {"role": "trainer", "password": "scrypt$16384$8$1$<salt hex>$<hash hex>"}}}
 
 Roles: `farmer` chats; `trainer` may also train, export and delete adapters. Passwords are stored
-only as salted scrypt hashes, compared in constant time. Logins are rate-limited per user name and
-overall: after `MAX_FAILURES` failures within `WINDOW_S` a name is locked for `LOCKOUT_S`, even for
-the right password, so guessing is slow and a locked account says so in the server log.
+only as salted scrypt hashes, compared in constant time. Failed log-ins slow down the client
+address that fails (assistant.throttle), never the account: the right password from anywhere else
+still works. User names are case-insensitive: `normal_name` is the one place that says so, and
+every lookup goes through it.
 """
 
 from __future__ import annotations
@@ -18,18 +19,23 @@ import json
 import os
 import re
 import secrets
-import threading
+import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.throttle import LoginThrottle, delay_after
+
 ROLES = {"farmer": 0, "trainer": 1}
 FARMER, TRAINER = "farmer", "trainer"
-MAX_FAILURES, WINDOW_S, LOCKOUT_S = 5, 300.0, 300.0
-GLOBAL_FAILURES_PER_MINUTE = 30
+MAX_PASSWORD = 1024  # longer is refused unhashed: no real password is, and scrypt over MBs is work
 _SCRYPT = (2 ** 14, 8, 1)  # n, r, p: ~50 ms and 16 MB per check on this machine's cores
 _USER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def normal_name(name: str | None) -> str:
+    """The one spelling of a user name: what `assistant user add` stores and every lookup uses."""
+    return (name or "").strip().lower()
 
 
 class AuthError(Exception):
@@ -69,10 +75,7 @@ class Users:
 
     def __init__(self, users: dict[str, User], path: Path | None = None):
         self.users, self.path = users, path
-        self._failures: dict[str, deque[float]] = {}
-        self._all_failures: deque[float] = deque()
-        self._locked_until: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self.throttle = LoginThrottle()
 
     @classmethod
     def load(cls, path: Path) -> Users:
@@ -100,35 +103,29 @@ class Users:
         return cls(users, path)
 
     def role(self, name: str | None) -> str | None:
-        user = self.users.get(name or "")
+        user = self.users.get(normal_name(name))
         return user.role if user else None
 
-    def check(self, name: str, password: str, now: float | None = None) -> bool:
-        """Gradio's auth callback: True lets the user in. Rate-limited per name and overall."""
+    def check(self, name: str, password: str, client: str = "local", now: float | None = None) -> bool:
+        """Gradio's log-in callback: True lets the user in. A client that keeps failing waits
+        (assistant.throttle); while it waits its attempts are refused without being checked."""
         now = time.monotonic() if now is None else now
-        name = (name or "").strip().lower()
-        with self._lock:
-            while self._all_failures and now - self._all_failures[0] > 60:
-                self._all_failures.popleft()
-            if len(self._all_failures) >= GLOBAL_FAILURES_PER_MINUTE or self._locked_until.get(name, 0) > now:
-                return False
-        user = self.users.get(name)
-        ok = user is not None and verify_password(password or "", user.password)
-        if user is None:  # spend the same time as a real check, so names cannot be probed by timing
-            verify_password(password or "", _DUMMY_HASH)
-        with self._lock:
-            if ok:
-                self._failures.pop(name, None)
-                return True
-            self._all_failures.append(now)
-            recent = self._failures.setdefault(name, deque())
-            recent.append(now)
-            while recent and now - recent[0] > WINDOW_S:
-                recent.popleft()
-            if len(recent) >= MAX_FAILURES:
-                self._locked_until[name] = now + LOCKOUT_S
-                recent.clear()
-            return False
+        if self.throttle.begin(client, now):
+            return False  # not even checked: this client is waiting after its failures
+        ok = False
+        try:
+            name, password = normal_name(name), password or ""
+            if _USER.fullmatch(name) and len(password) <= MAX_PASSWORD:  # else refused, never hashed
+                user = self.users.get(name)
+                ok = user is not None and verify_password(password, user.password)
+                if user is None:  # spend the same time as a real check, so names cannot be probed by timing
+                    verify_password(password, _DUMMY_HASH)
+        finally:
+            self.throttle.end(client, ok, now)
+        if not ok and (wait := delay_after(self.throttle.failures(client))):
+            print(f"log-in: {client} has failed {self.throttle.failures(client)} times; its next attempt is "
+                  f"checked in {wait:.0f} s at the earliest", file=sys.stderr, flush=True)
+        return ok
 
 
 _DUMMY_HASH = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32
@@ -136,7 +133,7 @@ _DUMMY_HASH = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32
 
 def add_user(path: Path, name: str, role: str, password: str) -> None:
     """Create or update one user in the users file (atomically; the file is readable by its owner only)."""
-    name = name.strip().lower()
+    name = normal_name(name)
     if not _USER.fullmatch(name):
         raise AuthError("a user name is 1-64 characters: lower-case letters, digits, '.', '_' or '-'")
     if role not in ROLES:
@@ -179,4 +176,4 @@ class Access:
             return None
         if self.role(username) is None:
             return "Please log in first."
-        return f"Your account ({username}, {self.role(username)}) may not {action}; ask a trainer."
+        return f"Your account ({normal_name(username)}, {self.role(username)}) may not {action}; ask a trainer."

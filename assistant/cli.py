@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", default=os.environ.get("ASSISTANT_AUTH"),
                        help="users file (see `assistant user add`): log-in required, roles farmer and trainer")
     serve.add_argument("--max-upload-mb", type=int, default=20, help="largest file a user may upload")
+    serve.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                       help="a reverse proxy (address or network, repeatable) whose X-Forwarded-For names the "
+                            "client; without one, the client is the connection's peer")
 
     user = sub.add_parser("user", help="add a user to a users file (for serve --auth), or change their password")
     user.add_argument("action", choices=["add"])
@@ -341,6 +344,7 @@ def cmd_provision(args) -> int:
 def cmd_serve(args) -> int:
     from assistant.auth import AuthError, Users
     from ui.app import serve
+    from ui.clients import parse_network
 
     users = None
     if args.auth:
@@ -351,8 +355,12 @@ def cmd_serve(args) -> int:
     elif args.host not in ("127.0.0.1", "localhost", "::1"):
         return _fail(f"refusing to listen on {args.host} without --auth: anyone on the network could train, "
                      "export and delete adapters (create a users file with `assistant user add`)", 2)
+    try:
+        trusted = [str(parse_network(spec)) for spec in args.trusted_proxy]
+    except ValueError as exc:
+        return _fail(str(exc), 2)
     serve(_open(args), host=args.host, port=args.port, base_spec=args.base, users=users,
-          max_upload_mb=args.max_upload_mb)
+          max_upload_mb=args.max_upload_mb, trusted_proxies=trusted)
     return 0
 
 

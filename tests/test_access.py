@@ -6,14 +6,10 @@ refuses them training, export and deletion even when the call bypasses the hidde
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.parse
-import urllib.request
-
 import pytest
 from browser import running_app
 
-from assistant.auth import MAX_FAILURES, add_user
+from assistant.auth import add_user
 
 pytestmark = pytest.mark.browser  # starts the app in a subprocess, like the browser tests
 
@@ -77,15 +73,3 @@ def test_trainer_may_use_the_trainer_handlers(app):
     display, _box = farmer.predict("Hello", [], "gamma", 16, 0.0, False, api_name="/respond")
     assert "⚠️" in str(display[-1]["content"]) and "gamma" in str(display[-1]["content"])  # gone for everyone
 
-
-def test_logins_are_rate_limited(app):
-    def login(password):
-        data = urllib.parse.urlencode({"username": "mallory", "password": password}).encode()
-        try:
-            return urllib.request.urlopen(urllib.request.Request(app + "login", data=data)).status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    for _ in range(MAX_FAILURES):
-        assert login("wrong guess") >= 400
-    assert login("mallory password") >= 400  # locked for a while, even with the right password

@@ -264,7 +264,7 @@ def test_a_kill_mid_export_leaves_no_final_named_file(tiny_base, tiny_adapters, 
     assert sorted(p.name for p in out.iterdir()) == ["beta-v1-lora-gguf"]
 
 
-def test_the_ui_serves_only_files_inside_the_exports_directory(tmp_path):
+def test_the_ui_offers_only_files_inside_the_exports_directory_and_gradio_serves_none_of_it(tmp_path):
     from ui.export import blocked_paths, servable
 
     root = tmp_path / "data" / "exports"
@@ -278,8 +278,9 @@ def test_the_ui_serves_only_files_inside_the_exports_directory(tmp_path):
     assert servable(inside, root)
     assert not servable(secret, root) and not servable(root / "x-v1-hf" / "link", root)
     assert not servable(root / "x-v1-hf" / ".." / ".." / "adapters" / "secret.json", root)
-    blocked = blocked_paths(tmp_path / "data")
-    assert str(tmp_path / "data" / "adapters") in blocked and str(root) not in blocked
+    # Gradio's file route serves nothing of the data directory, exports included: a download is a
+    # link made for one trainer's request (ui.tempfiles.offer), never a path anyone could guess.
+    assert blocked_paths(tmp_path / "data") == [str((tmp_path / "data").resolve())]
 
 
 def test_q4_k_m_keeps_the_lora_changed_matrices_at_8_bits(exports):

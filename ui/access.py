@@ -11,13 +11,16 @@ import inspect
 
 import gradio as gr
 
-from assistant.auth import FARMER, TRAINER, Access
+from assistant.auth import FARMER, TRAINER, Access, normal_name
 
 __all__ = ["FARMER", "TRAINER", "guard", "username"]
 
 
 def username(request: gr.Request | None) -> str | None:
-    return getattr(request, "username", None) if request is not None else None
+    """The logged-in user, spelled as the users file spells it: Gradio keeps the name as typed
+    at log-in (`JOSEPH`), and every role check, limit and log must see `joseph`."""
+    name = getattr(request, "username", None) if request is not None else None
+    return normal_name(name) if name else None
 
 
 def guard(access: Access, needed: str, action: str, fn):

@@ -8,20 +8,22 @@ import os
 import gradio as gr
 
 from assistant.auth import Access
-from ui import chat
+from ui import chat, gate, tempfiles
 from ui import export as exporting
 from ui import train as training
 from ui.access import FARMER, TRAINER, guard, username
+from ui.clients import Clients
 
 TITLE = "Field assistant"
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "the queue is full", not left hanging
+DELETE_CACHE = (3600, 6 * 3600)  # hourly, Gradio deletes its temp files (uploads, downloads) older than 6 h
 
 
 def build(assistant, jobs=None, access: Access | None = None, max_upload_mb: int = 20) -> gr.Blocks:
     """The app. `access` decides who may do what (every handler checks it on the server); without
     one, as on a single machine with no users file, everyone may do everything."""
     access = access or Access(None)
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"## {TITLE}\nChat with the base model or a specialised adapter. "
                     f"<sub>Base: {assistant.base.name} · engine: {assistant.engine.name}</sub>")
         with gr.Tabs() as tabs:
@@ -181,22 +183,28 @@ def _export_tab(assistant, jobs, access) -> None:
 
 
 def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str | None = None, users=None,
-          max_upload_mb: int = 20) -> None:
+          max_upload_mb: int = 20, trusted_proxies=()) -> None:
+    from starlette.middleware import Middleware
+
     from assistant.jobs import JobManager
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    tempfiles.use_private_dir()  # before any component exists: each one reads Gradio's temp dir once
     chat.open_knowledge(assistant)  # this process owns the Q&A index for its whole life
     jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
                       on_busy=getattr(assistant.engine, "yield_cores", None))
-    demo = build(assistant, jobs, Access(users), max_upload_mb)
+    access, clients = Access(users), Clients(trusted_proxies)
+    demo = build(assistant, jobs, access, max_upload_mb)
     demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE)
+    middleware = [Middleware(gate.Gate, access=access, clients=clients, max_upload_bytes=int(max_upload_mb) * 2 ** 20,
+                             trainer_dirs=[assistant.registry.data_dir])]
     print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)
     auth = None
     if users is not None:
-        auth = users.check
+        auth = gate.login_callback(users)
         print(f"Log-in required: {len(users.users)} users from {users.path}", flush=True)
     demo.launch(server_name=host, server_port=port, show_error=False, footer_links=["api"], auth=auth,
                 auth_message="Field assistant: log in with the name and password your coordinator gave you.",
                 max_file_size=f"{int(max_upload_mb)}mb",
-                blocked_paths=exporting.blocked_paths(assistant.registry.data_dir),
-                allowed_paths=[str(exporting.exports_dir(assistant))])  # downloads: the exports, nothing else
+                blocked_paths=exporting.blocked_paths(assistant.registry.data_dir),  # all of it: see ui.export
+                app_kwargs={"middleware": middleware})  # ui.gate: uploads, log-in waits, the log-in page

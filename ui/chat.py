@@ -35,15 +35,24 @@ def adapter_card(assistant, name: str | None) -> str:
     try:
         adapter = assistant.registry.get(name)
     except AdapterError as exc:
-        return f"⚠️ {exc}"
+        return f"⚠️ {_safe(exc)}"
+
+    import re
+
+    def text(value) -> str:
+        """Typed by a trainer, read by every farmer: shown as text, never as markdown, HTML or a link.
+        Every ASCII punctuation mark is backslash-escaped (CommonMark shows it as itself), which
+        also stops bare-URL and e-mail autolinks (`https\\://`, `www\\.`, `a\\@b`)."""
+        return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(value)[:300].split()))
+
     m = adapter.manifest
-    lines = [f"**{adapter.name}** v{adapter.version} · {adapter.source}"]
+    lines = [f"**{_safe(adapter.name)}** v{adapter.version} · {_safe(adapter.source)}"]
     if m.get("description"):
-        lines.append(m["description"])
+        lines.append(text(m["description"]))
     dataset = m.get("dataset") or {}
     if dataset:
-        lines.append(f"Trained on `{dataset.get('source', '?')}`: {dataset.get('train_pairs', '?')} Q&A pairs"
-                     f" ({dataset.get('test_pairs', 0)} held out).")
+        lines.append(f"Trained on “{text(dataset.get('source', '?'))}”: {_safe(dataset.get('train_pairs', '?'))} "
+                     f"Q&A pairs ({_safe(dataset.get('test_pairs', 0))} held out).")
     card = (m.get("report_card") or {}).get("after") or {}
     scores = [f"{label} **{card[key]:.0%}**" for key, label in
               (("recall", "recall"), ("heldout_recall", "held-out recall"), ("retention", "retention")) if key in card]

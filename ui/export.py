@@ -2,7 +2,10 @@
 
 The export runs as a job in the app's worker process (assistant.jobs: lower priority, one job at a
 time, after any training ahead of it); the handler streams its phases. Only files inside the exports
-directory are ever handed to Gradio for download, and only for exports that passed verification.
+directory are ever offered, only for exports that passed verification, and only through this
+handler, which only trainers may call: the files are linked into a random directory for this one
+request (ui.tempfiles). The exports directory itself is never served (the whole data directory is
+in Gradio's blocked paths), so no one can fetch an export by guessing its path.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.registry import AdapterError
+from ui import tempfiles
 
 FORMAT_CHOICES = [
     ("Merged GGUF, 4-bit Q4_K_M (llama.cpp, Ollama; smallest)", "gguf-q4_k_m"),
@@ -28,12 +32,9 @@ def exports_dir(assistant) -> Path:
 
 
 def blocked_paths(data_dir: Path) -> list[str]:
-    """Everything in the data directory except the exports, for Gradio's blocked_paths."""
-    data_dir = Path(data_dir)
-    names = {"adapters", "uploads", "staging", "knowledge", "jobs"}
-    if data_dir.is_dir():
-        names |= {p.name for p in data_dir.iterdir()}
-    return [str(data_dir / name) for name in sorted(names - {"exports"})]
+    """Gradio's blocked_paths: the whole data directory, exports included (downloads are links
+    made for one trainer's request, outside it)."""
+    return [str(Path(data_dir).resolve())]
 
 
 def adapter_choices(assistant) -> list[str]:
@@ -111,7 +112,7 @@ def follow(assistant, jobs, job, poll_s: float = 0.3) -> Iterator[tuple]:
     root = exports_dir(assistant)
     path = Path(result["path"])
     offered = [*map(Path, result["files"]), path / "export.json"]
-    files = [str(p) for p in offered if servable(p, root)] if result["passed"] else None
+    files = tempfiles.offer([p for p in offered if servable(p, root)]) if result["passed"] else None
     state = "passed" if result["passed"] else "failed"
     note = f"Done: {path.name}" if result["passed"] else f"Verification FAILED: {path.name}"
     modelfile = path / "Modelfile"

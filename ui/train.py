@@ -15,6 +15,7 @@ from assistant.data import MAX_FILE_BYTES, DataReport
 from assistant.evaluate import CARD_ROWS
 from assistant.registry import AdapterError, validate_name
 from assistant.train import GROUNDED_PER_STEP, PRESETS
+from ui import tempfiles
 
 FAST = PRESETS["fast"]
 
@@ -93,6 +94,8 @@ def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, des
         validate_name((name or "").strip())
     except AdapterError as exc:
         return f"❌ {exc}"
+    if not Path(path).is_file():  # its job took it (uploads are removed then), or it aged out
+        return "❌ That upload is gone (each upload trains one adapter); upload the file again."
     # Keep our own copy: Gradio's temporary upload can vanish before the job reads it.
     uploads_dir.mkdir(parents=True, exist_ok=True)
     copy = uploads_dir / f"{int(time.time())}-{_suggest_name(Path(path).stem) or 'upload'}{Path(path).suffix.lower()}"
@@ -105,7 +108,9 @@ def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, des
     try:
         job = jobs.start(copy, name.strip(), preset, overrides, description=(description or "").strip())
     except RuntimeError as exc:
+        copy.unlink(missing_ok=True)
         return f"❌ {exc}"
+    tempfiles.discard_upload(path)  # the job has its own copy; Gradio's temporary one goes now
     return f"Started training **{job.name}**."
 
 
