@@ -8,7 +8,7 @@ import os
 import gradio as gr
 
 from assistant.auth import Access
-from ui import chat, gate, tempfiles
+from ui import chat, fairness, gate, tempfiles
 from ui import export as exporting
 from ui import train as training
 from ui.access import FARMER, TRAINER, guard, username
@@ -195,7 +195,9 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
                       on_busy=getattr(assistant.engine, "yield_cores", None))
     access, clients = Access(users), Clients(trusted_proxies)
     demo = build(assistant, jobs, access, max_upload_mb)
-    demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE)
+    # api_open=False: Gradio's direct /run/... route would skip the queue, its slots and the per-user limit.
+    demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE, api_open=False)
+    fairness.limit_per_user(demo, "chat", clients)
     middleware = [Middleware(gate.Gate, access=access, clients=clients, max_upload_bytes=int(max_upload_mb) * 2 ** 20,
                              trainer_dirs=[assistant.registry.data_dir])]
     print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)
