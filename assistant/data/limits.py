@@ -21,7 +21,7 @@ MAX_CELL_CHARS = 64 * 1024
 
 # One CSV row (its physical lines together) longer than this fails the file: it is a missing quote
 # or a pasted document, and reading it cell by cell costs ~60 bytes a cell.
-MAX_ROW_CHARS = 4 * 1024 * 1024
+MAX_ROW_CHARS = 2 * 1024 * 1024
 
 # XLSX is a zip of XML. Text XML compresses 5-20x, and a sheet at MAX_ROWS with long answers is
 # about 40 MB unzipped; past these the file is a zip bomb (216 MB of XML in a 653 KB file was one).

@@ -28,6 +28,7 @@ Item = tuple[int, "dict[str, Any] | str"]  # (row number, fields by normalised k
 # that is not a bracket: what is left of a document once both are removed is its nesting.
 _JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_SNIFF_CHARS = 4096
 
 
 def too_many_rows() -> DataError:
@@ -150,16 +151,18 @@ def _check_quotes(text: str, delimiter: str) -> None:
 
 
 def _sniff_delimiter(text: str) -> str:
+    """The header decides (the sniffer prefers "," even when commas only occur inside answers);
+    the sniffer is asked only when the header holds more than one candidate, and only about the
+    first 4 KB: its regular expressions take minutes on 64 KB of quotes and brackets."""
     header = text[:65536].split("\n", 1)[0]
+    counts = {d: header.count(d) for d in ",;\t"}
+    if sum(1 for n in counts.values() if n) < 2:
+        return max(counts, key=counts.get) if any(counts.values()) else ","
     try:
-        delimiter = csv.Sniffer().sniff(text[:65536], delimiters=",;\t").delimiter
+        delimiter = csv.Sniffer().sniff(text[:_SNIFF_CHARS], delimiters=",;\t").delimiter
     except csv.Error:
         delimiter = ","
-    if delimiter not in header:
-        # The sniffer prefers "," even when commas only occur inside answers; trust the header.
-        counts = {d: header.count(d) for d in ",;\t"}
-        delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
-    return delimiter
+    return delimiter if delimiter in header else max(counts, key=counts.get)
 
 
 # --- JSON and JSON Lines

@@ -32,9 +32,9 @@ from assistant.data.limits import (
 )
 from assistant.data.report import DataError
 
-# A sheet at MAX_ROWS rows of 20 cells is ~2-3M elements; each costs a Python callback (~1 us), so
-# this bounds the CPU a file within the size caps can take to seconds.
-MAX_XML_ELEMENTS = 5_000_000
+# Each element costs Python callbacks (1-3 us): this bounds the CPU a file within the size caps can
+# take to seconds. A 50,000-row sheet of 6 text columns has about a million elements.
+MAX_XML_ELEMENTS = 3_000_000
 _MAX_STYLES = 65_536  # Excel's own limit on cell formats; further ones are read as "General"
 UNREADABLE = "not a readable Excel file: open it in Excel and save it again as .xlsx, or export it as CSV UTF-8"
 _CELL_REF = re.compile(r"([A-Za-z]{1,3})(\d*)$")
@@ -128,8 +128,8 @@ def _parse(archive: zipfile.ZipFile, name: str, budget: _Budget, start: Callable
             raise DataError(f"the Excel file's XML is nested more than {MAX_XML_DEPTH} levels deep (an ordinary "
                             "sheet nests 7): it is not an ordinary spreadsheet; export it as CSV UTF-8")
         if budget.left < 0:
-            raise DataError(f"the Excel file holds more than {MAX_XML_ELEMENTS:,} XML elements (a sheet at the row "
-                            "limit holds about 3 million): save only the Q&A columns, or export it as CSV UTF-8")
+            raise DataError(f"the Excel file holds more than {MAX_XML_ELEMENTS:,} XML elements (a 50,000-row sheet "
+                            "of 6 columns has about a million): save only the Q&A columns, or export it as CSV UTF-8")
         start(tag.rpartition(" ")[2], attrs)
 
     def on_end(tag: str) -> None:
@@ -311,10 +311,8 @@ def _sheet_rows(archive, name, strings, styles, date1904, budget) -> Iterator[tu
 
     def start(tag: str, attrs: dict) -> None:
         if tag == "row":
-            try:
-                number = int(attrs.get("r", ""))
-            except ValueError:
-                number = 0
+            r = attrs.get("r", "")
+            number = int(r) if r.isdigit() else 0
             s.row_number = number if number > s.row_number else s.row_number + 1
             s.cells, s.column = [], 0
         elif tag == "c" and s.cells is not None:
@@ -343,7 +341,8 @@ def _sheet_rows(archive, name, strings, styles, date1904, budget) -> Iterator[tu
         elif tag == "c" and s.cells is not None:
             _place(s, _cell_value(s, strings, styles, date1904))
         elif tag == "row" and s.cells is not None:
-            s.done.append((s.row_number, s.cells))
+            if s.cells:  # a row with no non-blank cell is blank: numbering goes by row number, not by count
+                s.done.append((s.row_number, s.cells))
             s.cells = None
 
     def text(data: str) -> None:
