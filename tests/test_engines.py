@@ -123,7 +123,7 @@ def test_settings_validation():
 
 
 def test_two_chats_decode_at_once_each_with_its_own_adapter(tiny_base, tiny_registry):
-    """Two slots on one model: interleaved token by token, each stream equals its serial answer."""
+    """Two slots on one model: read token by token in turn, each stream equals its serial answer."""
     from assistant.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=2)
@@ -131,7 +131,7 @@ def test_two_chats_decode_at_once_each_with_its_own_adapter(tiny_base, tiny_regi
     serial = {a.key: list(engine.generate_ids(PROMPTS[1], a, GREEDY)) for a in (alpha, beta)}
     streams = {a.key: engine.generate_ids(PROMPTS[1], a, GREEDY) for a in (alpha, beta)}
     got = {key: [] for key in streams}
-    for _ in range(GREEDY.max_tokens):  # both hold a slot at once: a single slot would deadlock here
+    for _ in range(GREEDY.max_tokens):
         for key, stream in streams.items():
             got[key].append(next(stream))
     assert got == serial
@@ -139,22 +139,24 @@ def test_two_chats_decode_at_once_each_with_its_own_adapter(tiny_base, tiny_regi
 
 
 def test_requests_beyond_the_slots_wait_their_turn(tiny_base, tiny_registry):
+    """One slot, held by a decode stopped at a gate: the next request waits, then gets its answer."""
     import threading
+
+    from tiny import wait_for
 
     from assistant.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
     expected = list(engine.generate_ids(PROMPTS[0], None, GREEDY))
+    slot, gate = engine._slots[0], threading.Event()
+    evaluate = slot.evaluate
+    slot.evaluate = lambda tokens: (gate.wait(), evaluate(tokens))
     holder = engine.generate_ids(PROMPTS[0], None, GREEDY)
-    first = next(holder)  # holds the only slot
-    results = []
-    waiter = threading.Thread(target=lambda: results.append(list(engine.generate_ids(PROMPTS[0], None, GREEDY))))
-    waiter.start()
-    for _ in range(100):
-        if engine.waiting() == 1:
-            break
-        threading.Event().wait(0.01)
-    assert engine.waiting() == 1 and not results
-    assert [first, *holder] == expected  # finishing the first request frees the slot
-    waiter.join(timeout=30)
-    assert results == [expected] and engine.waiting() == 0
+    wait_for(lambda: engine.stats()["busy"] == 1, timeout=30, what="the first request to take the slot")
+    waiter = engine.generate_ids(PROMPTS[0], None, GREEDY)
+    wait_for(lambda: engine.waiting() == 1, timeout=30, what="the second request to wait")
+    slot.evaluate = evaluate
+    gate.set()
+    assert list(holder) == expected
+    assert list(waiter) == expected  # it got the slot once the first decode ended
+    assert engine.waiting() == 0

@@ -12,6 +12,7 @@ later engine can speak to a multi-LoRA server (vLLM, llama.cpp server) through t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -73,16 +74,18 @@ def stream_answer(engine: Engine, messages: list[dict], adapter: Adapter | None,
     scanner = StopScanner(fmt.stop_strings)
     ids: list[int] = []
     stop_ids = set(fmt.stop_token_ids)
-    for token in engine.generate_ids(prompt, adapter, settings):
-        if token in stop_ids:
-            break
-        ids.append(token)
-        # The answer's leading space belongs to the prompt format, not to what the user reads.
-        piece = scanner.feed(engine.detokenize(ids).lstrip())
-        if piece:
-            yield piece
-        if scanner.stopped:
-            return
+    # closing(): a stop ends the engine's decode now, not when the garbage collector gets to it
+    with closing(iter(engine.generate_ids(prompt, adapter, settings))) as tokens:
+        for token in tokens:
+            if token in stop_ids:
+                break
+            ids.append(token)
+            # The answer's leading space belongs to the prompt format, not to what the user reads.
+            piece = scanner.feed(engine.detokenize(ids).lstrip())
+            if piece:
+                yield piece
+            if scanner.stopped:
+                return
     scanner.stops = ()  # end of stream: release what was held back, minus trailing whitespace
     tail = scanner.feed(engine.detokenize(ids).strip())
     if tail:

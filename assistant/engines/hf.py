@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from assistant.engines import EngineError, GenerationSettings, stream_answer
+from assistant.engines.handoff import threaded_stream
 from assistant.prompts import get_format
 
 QUANT_CHOICES = ("auto", "4bit", "bf16", "fp32")
@@ -113,21 +114,41 @@ class HFEngine:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def generate_ids(self, prompt: str, adapter, settings: GenerationSettings) -> Iterator[int]:
-        """Token ids one at a time, with a KV cache; greedy when temperature is 0."""
+        """Token ids one at a time, with a KV cache; greedy when temperature is 0.
+
+        The decode runs in its own thread (engines.handoff), so a reader that stops reading never
+        keeps the engine's lock: the decode ends at the next token and lets the lock go.
+        """
+        ids = self.tokenize(prompt)
+
+        def produce(emit, cancelled) -> None:
+            while not self._lock.acquire(timeout=0.1):  # wait our turn, leaving if the reader left
+                if cancelled.is_set():
+                    return
+            try:
+                self._decode(ids, adapter, settings, emit, cancelled)
+            finally:
+                self._lock.release()
+
+        return threaded_stream(produce)
+
+    def _decode(self, ids: list[int], adapter, settings: GenerationSettings, emit, cancelled) -> None:
         import torch
 
-        ids = torch.tensor([self.tokenize(prompt)], device=self.device)
+        inputs = torch.tensor([ids], device=self.device)
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)
         # no_grad, not inference_mode: adapters loaded in here must stay usable by set_adapter later.
-        with self._lock, torch.no_grad(), self._adapter_context(adapter):
+        with torch.no_grad(), self._adapter_context(adapter):
             model = self.peft if self.peft is not None else self.model
             past = None
             for _ in range(settings.max_tokens):
-                out = model(input_ids=ids, past_key_values=past, use_cache=True)
+                if cancelled.is_set():
+                    return
+                out = model(input_ids=inputs, past_key_values=past, use_cache=True)
                 past = out.past_key_values
                 token = pick_token(out.logits[0, -1].float().cpu(), settings, generator)
-                yield token
-                ids = torch.tensor([[token]], device=self.device)
+                emit(token)
+                inputs = torch.tensor([[token]], device=self.device)
 
     def _adapter_context(self, adapter):
         if adapter is None:

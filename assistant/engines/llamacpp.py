@@ -5,6 +5,13 @@ KV cache and its own adapter set, so several chats decode at once, each with the
 chose. A request waits for a free slot (first come, first served); the app keeps its own bounded
 queue in front of this, which shows each user their place.
 
+A slot belongs to a decode, never to a consumer: each request decodes in a thread of its own that
+takes a slot, decodes to the end (or until cancelled) and frees the slot, handing tokens to the
+caller's iterator through a queue. A caller that stops reading (a closed tab, a generator never
+closed, an exception in the consumer) can therefore hold a slot no longer than one answer takes to
+decode; closing or dropping the iterator cancels the decode at the next token, and a request
+cancelled while it waits leaves the line at once.
+
 Switching is cheap: each adapter is initialised once against the model (a few ms), and a slot sets
 its adapter list per request. The KV cache was computed under the previous adapter, so a switch
 clears the slot's history; a request on the same adapter reuses the cached prompt prefix.
@@ -24,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.engines import EngineError, GenerationSettings, stream_answer
+from assistant.engines.handoff import threaded_stream
 from assistant.prompts import get_format
 
 
@@ -138,25 +146,48 @@ class LlamaCppEngine:
         self._free: list[_Slot] = list(self._slots)
         self._waiting: deque[object] = deque()
         self._busy = 0
+        self._closing = threading.Event()  # set by close(): every decode ends, no new one starts
 
     # slots ------------------------------------------------------------------------------------
-    def _acquire(self) -> _Slot:
+    def _acquire(self, cancelled: threading.Event | None = None) -> _Slot:
+        """The next free slot, first come first served; `Cancelled` if `cancelled` is set meanwhile."""
         ticket = object()
         with self._cond:
             self._waiting.append(ticket)
-            while not (self._free and self._waiting[0] is ticket):
-                self._cond.wait()
-            self._waiting.popleft()
+            try:
+                while not (self._free and self._waiting[0] is ticket):
+                    if self._closing.is_set() or (cancelled is not None and cancelled.is_set()):
+                        raise Cancelled
+                    self._cond.wait()
+            finally:
+                self._waiting.remove(ticket)
+                self._cond.notify_all()  # the next in line may now be first
             self._busy += 1
-            slot = self._free.pop()  # any free slot: the caller switches its adapter if it differs
-            self._cond.notify_all()
-            return slot
+            return self._free.pop()  # any free slot: the caller switches its adapter if it differs
 
     def _release(self, slot: _Slot) -> None:
         with self._cond:
             self._free.append(slot)
             self._busy -= 1
             self._cond.notify_all()
+
+    def _cancel(self, cancelled: threading.Event) -> None:
+        with self._cond:
+            cancelled.set()
+            self._cond.notify_all()  # a request still waiting for a slot leaves the line now
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End every decode at its next token and turn the waiting away; wait (bounded) until no
+        slot is busy, so the model is never freed under a running decode at exit."""
+        with self._cond:
+            self._closing.set()
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._busy == 0, timeout=timeout)
+
+    def stats(self) -> dict:
+        """Slots in all, free and decoding, and requests waiting: the stress tests' and /health's view."""
+        with self._cond:
+            return {"slots": self.slots, "free": len(self._free), "busy": self._busy, "waiting": len(self._waiting)}
 
     def waiting(self) -> int:
         """Requests waiting for a slot right now."""
@@ -220,28 +251,43 @@ class LlamaCppEngine:
         tokens = self.tokenize(prompt)
         if len(tokens) + settings.max_tokens > self.n_ctx():
             raise EngineError(f"the conversation is too long ({len(tokens)} tokens); clear the chat and ask again")
-        slot = self._acquire()
-        try:
-            with self._cond:
-                handle = self._load_locked(adapter.key, adapter.gguf_path) if adapter is not None else None
-                if slot.set_adapter(adapter.key if adapter is not None else None, handle):
-                    self.switches += 1
-            slot.set_threads(self._threads_now())
-            slot.prepare(tokens)
-            sampler = _sampler(settings)
+        return self._stream(tokens, adapter, settings)
+
+    def _stream(self, tokens: list[int], adapter, settings: GenerationSettings) -> Iterator[int]:
+        def produce(emit, cancelled: threading.Event) -> None:
             try:
-                for count in range(1, settings.max_tokens + 1):
-                    token = sampler.sample(slot.ctx, -1)
-                    sampler.accept(token)
-                    yield token
-                    if count == settings.max_tokens:
-                        break
-                    slot.set_threads(self._threads_now())
-                    slot.evaluate([token])
+                slot = self._acquire(cancelled)
+            except Cancelled:
+                return
+            try:
+                self._decode(slot, tokens, adapter, settings, emit, cancelled)
             finally:
-                sampler.close()
+                self._release(slot)
+
+        return threaded_stream(produce, on_leave=self._cancel, wrap_error=_engine_error)
+
+    def _decode(self, slot: _Slot, tokens: list[int], adapter, settings: GenerationSettings, emit,
+                cancelled: threading.Event) -> None:
+        with self._cond:
+            handle = self._load_locked(adapter.key, adapter.gguf_path) if adapter is not None else None
+            if slot.set_adapter(adapter.key if adapter is not None else None, handle):
+                self.switches += 1
+        slot.set_threads(self._threads_now())
+        slot.prepare(tokens)
+        sampler = _sampler(settings)
+        try:
+            for count in range(1, settings.max_tokens + 1):
+                if cancelled.is_set() or self._closing.is_set():
+                    return
+                token = sampler.sample(slot.ctx, -1)
+                sampler.accept(token)
+                emit(token)
+                if count == settings.max_tokens:
+                    break
+                slot.set_threads(self._threads_now())
+                slot.evaluate([token])
         finally:
-            self._release(slot)
+            sampler.close()
 
     def next_token_logits(self, prompt: str, adapter) -> object:
         """The full next-token distribution after `prompt` (tests compare it with transformers)."""
@@ -258,6 +304,14 @@ class LlamaCppEngine:
 
     def generate(self, messages: list[dict], adapter, settings: GenerationSettings) -> Iterator[str]:
         return stream_answer(self, messages, adapter, settings)
+
+
+class Cancelled(Exception):
+    """A request was cancelled before it got a slot."""
+
+
+def _engine_error(exc: BaseException) -> BaseException:
+    return exc if isinstance(exc, EngineError) else EngineError(f"llama.cpp failed: {exc}")
 
 
 def _sampler(settings: GenerationSettings):
