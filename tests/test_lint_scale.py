@@ -153,3 +153,27 @@ def test_a_chat_waits_for_one_chunk_of_a_bulk_encode_not_the_whole_file():
 def test_tiny_files_lint_without_error(n):
     assert isinstance(lint_records(corpus(n), embedder=FakeEmbedder(), datasets=[]), list)
 
+
+
+def test_train_tab_lint_runs_in_its_child_and_finds_what_the_index_finds(tmp_path):
+    """The Train tab's lint (own embedder, other adapters' stored Q&A) reports the same findings
+    as the in-process lint against the index did (test_knowledge's file)."""
+    import types
+
+    from qa_adapters import ORCHARD, XYLANDIA, jsonl, publish_fake_adapter
+    from test_knowledge import LINT_FILE
+
+    from assistant.registry import Registry
+    from ui.train import check_upload
+
+    registry = Registry("0" * 64, tmp_path / "data")
+    publish_fake_adapter(registry, "orchard", ORCHARD)
+    publish_fake_adapter(registry, "xylandia", XYLANDIA)
+    upload = tmp_path / "upload.jsonl"
+    upload.write_bytes(jsonl(LINT_FILE))
+    first, final = list(check_upload(str(upload), types.SimpleNamespace(registry=registry)))
+    assert "Looking for similar questions" in first[0] and first[1] == str(upload)  # shown before the lint
+    markdown, accepted, _ = final
+    assert accepted == str(upload)
+    assert markdown.count("🔎 **Similar questions**") == 5  # 3 near-duplicates, 2 cross-adapter
+    assert "orchard's 'Which river waters the Quenth valley?'" in markdown and "DIFFERENT answers" in markdown

@@ -39,9 +39,12 @@ class Limits:
     # Address space for the lint: torch and the embedding model reserve about 1.6 GB of it (of
     # which ~600 MB is resident), the lint at LINT_MAX_ROWS rows adds little.
     lint_bytes: int = 4096 * 2**20
-    # Wall time for the whole check: parsing takes seconds, the lint about 1 s per 150 rows on one
-    # core, plus 3-10 s to start; past this the child is killed.
+    # Wall time for reading a file (the worst in bounds took 9 s on 2 busy cores); past it the child
+    # is killed. CPU time is capped at the same, in case the app cannot kill it.
     seconds: int = 120
+    # ...and for reading and linting it: 10-20 s to import torch and load the model, then ~150 rows a
+    # second on one niced core (a third of that on a busy machine), LINT_MAX_ROWS at most.
+    lint_seconds: int = 300
 
 
 # The lint embeds every question (~150 a second on one niced core): past this many rows it would
@@ -65,18 +68,19 @@ def validate_in_child(path: str, source_name: str, max_bytes: int = MAX_FILE_BYT
            # thread's arena reserves 64 MB of address space, which counts against the limit.
            "OMP_NUM_THREADS": str(max(1, cores // 2)), "MKL_NUM_THREADS": str(max(1, cores // 2)),
            "MALLOC_ARENA_MAX": "2", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    seconds = limits.lint_seconds if lint else limits.seconds
     try:
         done = subprocess.run([sys.executable, "-m", "ui.upload_check"], input=json.dumps(request),
-                              capture_output=True, text=True, timeout=limits.seconds, env=env)
+                              capture_output=True, text=True, timeout=seconds, env=env)
     except subprocess.TimeoutExpired:
-        return _too_complex(f"checking it takes more than {limits.seconds} s"), False
+        return _too_complex(f"checking it takes more than {seconds} s"), False
     reply = _reply(done.stdout)
     if reply.get("markdown"):
         return reply["markdown"], bool(reply.get("accepted"))
     if reply.get("error"):
         return f"❌ {reply['error']}", False
     if done.returncode == -signal.SIGXCPU:
-        return _too_complex(f"checking it takes more than {limits.seconds} s of CPU"), False
+        return _too_complex(f"checking it takes more than {seconds} s of CPU"), False
     if done.returncode == _MEMORY_EXIT or -done.returncode in (signal.SIGKILL, signal.SIGABRT, signal.SIGSEGV):
         # Out of address space: Python raises MemoryError (our exit code); C code may abort instead.
         linting = _LINT_PHASE in done.stderr
@@ -107,7 +111,8 @@ def _child() -> int:
     # The hard limit is the lint's; the soft one, the parser's, is raised to it only once the file
     # is parsed (a process may raise its soft limit up to the hard one, never beyond).
     resource.setrlimit(resource.RLIMIT_AS, (limits.parse_bytes, limits.lint_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.seconds, limits.seconds + 5))
+    seconds = limits.lint_seconds if request["lint"] else limits.seconds
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 5))
     os.nice(NICENESS)
     started = time.monotonic()
     try:

@@ -31,6 +31,13 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]++")
 _SNIFF_CHARS = 4096
 
 
+class LongText:
+    """An Excel cell's text longer than MAX_CELL_CHARS: only its size is kept (the row checks reject it)."""
+
+    def __init__(self, length: int, spaces: int):
+        self.length, self.spaces = length, spaces
+
+
 def too_many_rows() -> DataError:
     return DataError(f"the file has more than {MAX_ROWS:,} data rows, the limit (far more Q&A than one adapter "
                      f"trains on, and it keeps checking a file to seconds); split it into files of at most "

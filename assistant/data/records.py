@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from assistant.data.limits import MAX_CELL_CHARS
-from assistant.data.readers import Item, JsonTooComplex, loads
+from assistant.data.readers import Item, JsonTooComplex, LongText, loads
 from assistant.data.report import Conflict, DataReport, Record, Rejection, question_key
-from assistant.data.xlsx import LongText
 
 MIN_RECOMMENDED_PAIRS = 20
 FIELD_ALIASES = {"question": ("question", "prompt", "instruction", "q"), "answer": ("answer", "response", "output", "a"),

@@ -30,21 +30,16 @@ from assistant.data.limits import (
     XLSX_EXPANSION,
     xlsx_unzipped_cap,
 )
+from assistant.data.readers import LongText
 from assistant.data.report import DataError
 
 # Each element costs Python callbacks (1-3 us): this bounds the CPU a file within the size caps can
 # take to seconds. A 50,000-row sheet of 6 text columns has about a million elements.
 MAX_XML_ELEMENTS = 3_000_000
 _MAX_STYLES = 65_536  # Excel's own limit on cell formats; further ones are read as "General"
+_MAX_ROW_CELLS = 16_384  # Excel's own limit on columns: a row with more cells was not made by a spreadsheet
 UNREADABLE = "not a readable Excel file: open it in Excel and save it again as .xlsx, or export it as CSV UTF-8"
 _CELL_REF = re.compile(r"([A-Za-z]{1,3})(\d*)$")
-
-
-class LongText:
-    """A cell text longer than MAX_CELL_CHARS: only its size is kept (the row checks reject it)."""
-
-    def __init__(self, length: int, spaces: int):
-        self.length, self.spaces = length, spaces
 
 
 class _Text:
@@ -297,6 +292,7 @@ class _SheetState:
         self.row_number = 0
         self.cells: list[Any] | None = None
         self.column = 0
+        self.row_cells = 0
         self.kind = "n"
         self.style = 0
         self.value: _Text | None = None  # the <v> text, or the inline string's
@@ -314,9 +310,13 @@ def _sheet_rows(archive, name, strings, styles, date1904, budget) -> Iterator[tu
             r = attrs.get("r", "")
             number = int(r) if r.isdigit() else 0
             s.row_number = number if number > s.row_number else s.row_number + 1
-            s.cells, s.column = [], 0
+            s.cells, s.column, s.row_cells = [], 0, 0
         elif tag == "c" and s.cells is not None:
             s.column = _column(attrs.get("r"), s.column)
+            s.row_cells += 1
+            if s.row_cells > _MAX_ROW_CELLS:
+                raise DataError(f"row {s.row_number} of the sheet has more than {_MAX_ROW_CELLS:,} cells, more than "
+                                "Excel allows: it was not saved by a spreadsheet; export it as CSV UTF-8")
             s.kind, s.value, s.formula = attrs.get("t", "n"), None, None
             try:
                 s.style = int(attrs.get("s", 0))
