@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -24,19 +25,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+ARTIFACTS = Path(os.environ.get("ASSISTANT_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+
+
 @contextlib.contextmanager
 def running_app(*args: str, timeout: float = 180):
-    """`assistant serve ARGS` on a free loopback port; yields its URL; stops it afterwards."""
+    """`assistant serve ARGS` on a free loopback port; yields its URL; stops it afterwards.
+
+    The app's output goes to a log file, never to an undrained pipe (a full pipe would block the
+    app on its next print); when the test fails inside the block, the log's tail is printed.
+    """
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / f"app-{port}-{int(time.time())}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed in finally, after the app has exited
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}/"
+    failed = True
     try:
         deadline = time.time() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the app exited early:\n{proc.stdout.read()}")
+                raise RuntimeError(f"the app exited early:\n{log_path.read_text()}")
             try:
                 urllib.request.urlopen(url, timeout=2)
                 break
@@ -45,16 +57,25 @@ def running_app(*args: str, timeout: float = 180):
                     raise TimeoutError("the app did not start") from None
                 time.sleep(0.5)
         yield url
+        failed = False
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        log.close()
+        if failed:
+            print(f"--- app log ({log_path}), last 60 lines ---\n" + "\n".join(log_path.read_text().splitlines()[-60:]))
+        else:
+            log_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def browser():
+    """Headless Debian chromium; when the test fails inside the block, every open page is
+    screenshotted into ARTIFACTS and the paths printed."""
     if not shutil.which("chromium") and not os.path.exists(CHROMIUM):
         pytest.fail("Debian chromium is not installed (make test installs it)")
     from playwright.sync_api import sync_playwright
@@ -63,8 +84,23 @@ def browser():
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             yield b
+        except BaseException:
+            _screenshot_pages(b)
+            raise
         finally:
             b.close()
+
+
+def _screenshot_pages(b) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    stamp = int(time.time())
+    for i, page in enumerate(p for context in b.contexts for p in context.pages):
+        path = ARTIFACTS / f"page-{stamp}-{i}.png"
+        try:
+            page.screenshot(path=str(path), full_page=True)
+            print(f"screenshot of {page.url}: {path}")
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            print(f"no screenshot of page {i}: {exc}")
 
 
 def choose_adapter(page, label: str) -> None:

@@ -39,6 +39,9 @@ def test_two_pages_chat_with_different_adapters_at_once(tiny_base, tiny_adapters
             answer = last_answer(page, f"{name} v1")
             assert _norm(expected[name])[:40] in _norm(answer), (name, answer)
             assert f"— {name} v1" in answer
+            # the choice held: nothing switched the chat back while it was answered
+            expect(page.locator("#adapter-select input")).to_have_value(f"{name} (v1)")
+            expect(page.locator("#adapter-card")).to_contain_text(f"{name} v1")
 
 
 def test_empty_question_does_nothing_and_clear_empties(tiny_base, tiny_adapters):
