@@ -139,6 +139,25 @@ class JobManager:
         job.process.send_signal(signal.SIGTERM)
         return True
 
+    def shutdown(self, timeout: float = 8.0) -> None:
+        """Stop every job with the app: the waiting ones never start, the running one is sent SIGTERM
+        (it stops at its next step and publishes nothing) and killed if it has not ended by `timeout`.
+        A job killed while staging leaves only a staging folder, which is never listed and is swept
+        at the next start."""
+        with self._lock:
+            for job in self.waiting:
+                job.state, job.error = "cancelled", "the app stopped before it started"
+            self.waiting.clear()
+            running = self.current if self.current is not None and not self.current.finished else None
+        if running is None or running.process is None:
+            return
+        running.process.send_signal(signal.SIGTERM)
+        try:
+            running.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            running.process.kill()
+            running.process.wait()
+
     def _watch(self, job: Job) -> None:
         assert job.process is not None and job.process.stdout is not None
         # Drain stderr as it comes: a child blocked on a full stderr pipe would never finish stdout.

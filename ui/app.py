@@ -78,13 +78,37 @@ def _chat_tab(assistant, access):
     box.submit(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
     send.click(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
     clear.click(chat.clear, None, outputs)
+    # The engine's own view (slots free and busy, requests waiting), for operators and the stress
+    # tests: after any storm of requests, abandoned ones included, every slot must come back.
+    def status(request: gr.Request) -> dict:
+        if message := access.denial(username(request), FARMER, "see the engine's status"):
+            raise gr.Error(message, print_exception=False)
+        return engine_status(assistant)
+
+    gr.api(status, api_name="engine_status")
 
     refreshed = guard(access, FARMER, "list adapters", functools.partial(_refreshed, assistant))
     refresh.click(refreshed, adapter, [adapter, card, broken])
     adapter.change(guard(access, FARMER, "read adapter cards", functools.partial(chat.adapter_card, assistant)),
                    adapter, card)
-    adapter.focus(refreshed, adapter, [adapter, card, broken])
+    # Opening the list refreshes its choices only. It must not touch the value or the card: the
+    # user picks an option right after the list opens, and a late reply carrying the value from
+    # before the pick would silently switch the chat back (the two-pages browser test caught this).
+    listed = guard(access, FARMER, "list adapters", functools.partial(_relisted, assistant))
+    adapter.focus(listed, None, [adapter, broken])
     return adapter, card, broken
+
+
+def engine_status(assistant) -> dict:
+    """Slots in all, free and busy, and requests waiting for one (engines without slots: {})."""
+    stats = getattr(assistant.engine, "stats", None)
+    return stats() if stats is not None else {}
+
+
+def _relisted(assistant):
+    """The adapter list as it is now (an adapter published meanwhile appears); the choice is kept."""
+    chat.sync_knowledge(assistant)
+    return gr.Dropdown(choices=chat.adapter_choices(assistant)), chat.unusable_note(assistant)
 
 
 def _refreshed(assistant, wanted):
@@ -205,8 +229,29 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     if users is not None:
         auth = gate.login_callback(users)
         print(f"Log-in required: {len(users.users)} users from {users.path}", flush=True)
-    demo.launch(server_name=host, server_port=port, show_error=False, footer_links=["api"], auth=auth,
-                auth_message="Field assistant: log in with the name and password your coordinator gave you.",
-                max_file_size=f"{int(max_upload_mb)}mb",
-                blocked_paths=exporting.blocked_paths(assistant.registry.data_dir),  # all of it: see ui.export
-                app_kwargs={"middleware": middleware})  # ui.gate: uploads, log-in waits, the log-in page
+    _interrupt_on_sigterm(jobs)
+    try:
+        demo.launch(server_name=host, server_port=port, show_error=False, footer_links=["api"], auth=auth,
+                    auth_message="Field assistant: log in with the name and password your coordinator gave you.",
+                    max_file_size=f"{int(max_upload_mb)}mb",
+                    blocked_paths=exporting.blocked_paths(assistant.registry.data_dir),  # all of it: see ui.export
+                    app_kwargs={"middleware": middleware})  # ui.gate: uploads, log-in waits, the log-in page
+    finally:  # a service manager's stop: the app's own jobs stop with it, nothing is left running
+        jobs.shutdown()
+        close = getattr(assistant.engine, "close", None)
+        if close is not None:
+            close()
+
+
+def _interrupt_on_sigterm(jobs) -> None:
+    """SIGTERM (a service manager's stop) ends the app as Ctrl-C does: Gradio's main-thread wait
+    catches KeyboardInterrupt and closes the server (5 s at most), then `serve` stops the engine.
+    The jobs are told first, so their own grace period runs while the server closes."""
+    import signal
+    import threading
+
+    def interrupt(*_):
+        threading.Thread(target=jobs.shutdown, name="stop-jobs", daemon=True).start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
