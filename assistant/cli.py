@@ -218,13 +218,13 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_train(args) -> int:
-    import signal
     import threading
     from dataclasses import asdict
     from pathlib import Path
 
     from assistant.data import DataError, load_qa_file
     from assistant.registry import validate_name
+    from assistant.stopping import stop_on_sigterm
     from assistant.train import TrainingCancelled, preset, train
 
     def emit(event: dict) -> None:
@@ -255,8 +255,9 @@ def cmd_train(args) -> int:
             print(report.summary(), file=sys.stderr)
         return fail("cannot train on this file: " + "; ".join(problems), 1)
     cancel = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: cancel.set())  # stop at the next step, publish nothing
-    assistant = _open(args)
+    assistant = _open(args)  # until here a SIGTERM ends the process at once: nothing is staged yet
+    # From here: stop at the next step, publish nothing, and exit within STOP_GRACE_S whatever happens.
+    stop_on_sigterm(cancel, staging_dir=assistant.registry.staging_dir)
 
     def show(p) -> None:
         emit(asdict(p))
