@@ -107,8 +107,9 @@ def test_stream_answer_stops_the_decode_at_a_stop(tiny_base, tiny_registry):
 def test_a_request_cancelled_while_waiting_leaves_the_line(tiny_base):
     """With the only slot held by a decode that cannot go on, a waiting request that is closed
     leaves the line at once (it never takes the slot)."""
-    from assistant.engines.llamacpp import LlamaCppEngine
     from tiny import wait_for
+
+    from assistant.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
     gate = threading.Event()
