@@ -7,6 +7,7 @@ and the chat silently went back to the bare base (its answer labelled "base mode
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 from ui import app
@@ -23,3 +24,20 @@ def test_opening_the_list_updates_choices_only():
     assert "value" not in sent  # a late reply cannot undo the user's pick
     assert [v for _, v in sent["choices"]][-2:] == ["alpha", "beta"]
     assert note == ""
+
+
+def test_uploaded_names_and_problems_are_shown_as_text(tmp_path):
+    """A file name or an adapter's problem is text: no link, no bold, no HTML reaches the page."""
+    from ui.chat import unusable_note
+    from ui.train import describe_report
+
+    from assistant.data import load_qa_file
+
+    path = tmp_path / "[click](http:__e.vil)_<b>x.csv"
+    path.write_text("question,answer\nWhat is sown in May?,Maize is sown in May.\n")
+    report = describe_report(load_qa_file(path))
+    broken = unusable_note(SimpleNamespace(adapters=lambda: [
+        SimpleNamespace(name="x_y", usable=False, problem="see [link](http://e.vil) <img src=x>")]))
+    for shown in (report, broken):
+        assert not re.search(r"(?<!\\)\[", shown), shown  # an unescaped [ could open a link
+        assert "<b>" not in shown and "<img" not in shown, shown

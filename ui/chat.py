@@ -65,7 +65,7 @@ def unusable_note(assistant) -> str:
     broken = [a for a in assistant.adapters() if not a.usable]
     if not broken:
         return ""
-    return "Unavailable adapters: " + "; ".join(f"**{a.name}** ({a.problem})" for a in broken)
+    return "Unavailable adapters: " + "; ".join(f"**{_safe(a.name)}** ({_safe(a.problem)})" for a in broken)
 
 
 def label_for(assistant, name: str | None) -> str:

@@ -24,7 +24,7 @@ PRESET_CHOICES = [("Fast (recommended)", "fast"), ("Proof of concept (slow)", "s
 
 def describe_report(report: DataReport) -> str:
     """The validation report as markdown: counts, rejected rows, conflicts, warnings."""
-    lines = [f"**{report.source}** — {report.rows_read} rows read, **{len(report.records)} accepted** "
+    lines = [f"**{_cell(report.source)}** — {report.rows_read} rows read, **{len(report.records)} accepted** "
              f"({len(report.train)} for training, {len(report.test)} held out), {len(report.rejected)} rejected, "
              f"{report.duplicates_folded} exact duplicates folded."]
     if report.rejected:
