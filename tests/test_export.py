@@ -245,7 +245,8 @@ def ex_verify_compare(reference, exported):
     return compare(reference, exported)
 
 
-def test_a_kill_mid_export_leaves_no_final_named_file(tiny_base, tiny_adapters, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])  # a crash, and a service manager's stop
+def test_a_kill_mid_export_leaves_no_final_named_file(tiny_base, tiny_adapters, tmp_path, sig):
     out = tmp_path / "exports"
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "export", "--base", str(tiny_base.gguf_path),
                              "--data-dir", str(tiny_adapters), "--adapter", "beta", "--format", "gguf-q4_k_m",
@@ -254,8 +255,8 @@ def test_a_kill_mid_export_leaves_no_final_named_file(tiny_base, tiny_adapters, 
     while time.time() < deadline and not (out.is_dir() and list(out.glob(".*.staging/*"))):
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=10)  # stopped within 10 s (a TimeoutExpired fails the test)
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
     # The next export sweeps what the killed one left, and succeeds.
     result = run_cli("export", "--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters),
