@@ -55,3 +55,30 @@ def test_empty_question_does_nothing_and_clear_empties(tiny_base, tiny_adapters)
         last_answer(page, "base model")
         page.locator("#clear").click()
         page.wait_for_function("() => document.querySelectorAll('#chatbot .message').length === 0")
+
+
+def test_reload_mid_answer_and_a_question_sent_twice_leave_no_slot_busy(tiny_base, tiny_adapters):
+    """A page reloaded right after asking, and a question sent twice in a row: later questions are
+    answered, and afterwards the engine has every slot free and nobody waiting."""
+    from gradio_client import Client
+    from tiny import wait_for
+
+    with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters)) as url, browser() as b:
+        page = b.new_page()
+        for _ in range(3):  # asked, then gone before (or while) the answer streams
+            page.goto(url)
+            ask(page, QUESTION)
+            page.reload()
+        page.goto(url)
+        page.locator("#question textarea").fill(QUESTION)
+        page.locator("#question textarea").press("Enter")
+        page.locator("#send").click()  # the same question again, at once
+        last_answer(page, "base model")
+        other = b.new_page()
+        other.goto(url)
+        ask(other, QUESTION)
+        assert "— base model" in last_answer(other, "base model")
+        client = Client(url, verbose=False)
+        settled = wait_for(lambda: (s := client.predict(api_name="/engine_status"))["busy"] == 0 and s, timeout=60,
+                           what="every slot to be freed")
+        assert settled["waiting"] == 0 and settled["free"] == settled["slots"]
