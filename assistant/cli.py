@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override one training setting, e.g. --set learning_rate=5e-4 (repeatable)")
     train.add_argument("--description", default="")
     train.add_argument("--allow-conflicts", action="store_true", help="train although a question has two answers")
+    train.add_argument("--max-file-mb", type=int, default=20, help="largest Q&A file accepted (the app passes its "
+                       "--max-upload-mb, so a file it accepted is never refused here)")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)  # for the app's job runner
 
@@ -243,7 +245,7 @@ def cmd_train(args) -> int:
         overrides = parse_overrides(args.set)
         overrides["allow_conflicts"] = args.allow_conflicts or overrides.get("allow_conflicts", False)
         cfg = preset(args.preset, **overrides)
-        report = load_qa_file(args.data)  # first: it refuses an oversized file before reading it
+        report = load_qa_file(args.data, max_bytes=args.max_file_mb * 2**20)  # refuses an oversized file unread
         data_bytes = Path(args.data).read_bytes()
     except (DataError, ValueError) as exc:
         return fail(str(exc), 1)

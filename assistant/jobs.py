@@ -55,8 +55,10 @@ class Job:
 class JobManager:
     """Runs training and export jobs one at a time, queues the rest, keeps their progress."""
 
-    def __init__(self, base_spec: str | None, data_dir: Path, engine: str = "llamacpp", on_busy=None):
+    def __init__(self, base_spec: str | None, data_dir: Path, engine: str = "llamacpp", on_busy=None,
+                 max_file_mb: int = 20):
         self.base_spec, self.data_dir, self.engine = base_spec, Path(data_dir), engine
+        self.max_file_mb = int(max_file_mb)  # the app's upload cap: what it accepted, the job reads
         self.on_busy = on_busy or (lambda busy: None)  # told when a job starts and ends (to share cores)
         self.current: Job | None = None  # the running job, or the last one that ran
         self.waiting: deque[Job] = deque()
@@ -66,12 +68,16 @@ class JobManager:
 
     def start(self, data_file: Path, name: str, preset: str, overrides: dict, description: str = "") -> Job:
         """Queue a training job (it starts at once when nothing else runs)."""
-        command = ["train", "--data", str(data_file), "--name", name, "--preset", preset,
-                   "--description", description]
+        return self._submit("train", name, self.train_args(data_file, name, preset, overrides, description))
+
+    def train_args(self, data_file: Path, name: str, preset: str, overrides: dict, description: str = "") -> list[str]:
+        """The `assistant train` arguments of a job."""
+        args = ["train", "--data", str(data_file), "--name", name, "--preset", preset,
+                "--description", description, "--max-file-mb", str(self.max_file_mb)]
         for key, value in overrides.items():
             value = ",".join(value) if isinstance(value, list | tuple) else value
-            command += ["--set", f"{key}={value}"]
-        return self._submit("train", name, command)
+            args += ["--set", f"{key}={value}"]
+        return args
 
     def export(self, adapter: str, fmt: str, out: Path | None = None) -> Job:
         """Queue an export job: `assistant export`, verification included, in the worker process."""

@@ -58,3 +58,18 @@ def test_set_and_flag_can_both_name_allow_conflicts(tmp_path):
     data.write_text("question,answer\n")
     result = run_cli("train", "--data", str(data), "--name", "x", "--allow-conflicts", "--set", "allow_conflicts=true")
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_train_reads_files_up_to_the_cap_it_is_given(tmp_path):
+    """The app passes its --max-upload-mb to the job, so a file it accepted is read by the job too."""
+    from assistant.jobs import JobManager
+
+    data = tmp_path / "big.csv"
+    rows = "".join(f"Question number {i} about maize?,Answer {i}: sow maize at {i % 9 + 2} cm depth.\n"
+                   for i in range(40_000))
+    data.write_text("question,answer\n" + rows)  # about 2.6 MB, under any cap but 1 MB
+    assert data.stat().st_size > 2**21
+    refused = run_cli("train", "--data", str(data), "--name", "x", "--max-file-mb", "1")
+    assert refused.returncode == 1 and "MB" in refused.stderr and "Traceback" not in refused.stderr
+    args = JobManager(None, tmp_path / "data", max_file_mb=64).train_args(data, "x", "fast", {"rank": 8})
+    assert args[args.index("--max-file-mb") + 1] == "64" and args[-2:] == ["--set", "rank=8"]

@@ -216,7 +216,7 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     tempfiles.use_private_dir()  # before any component exists: each one reads Gradio's temp dir once
     chat.open_knowledge(assistant)  # this process owns the Q&A index for its whole life
     jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
-                      on_busy=getattr(assistant.engine, "yield_cores", None))
+                      on_busy=getattr(assistant.engine, "yield_cores", None), max_file_mb=max_upload_mb)
     access, clients = Access(users), Clients(trusted_proxies)
     demo = build(assistant, jobs, access, max_upload_mb)
     # api_open=False: Gradio's direct /run/... route would skip the queue, its slots and the per-user limit.
