@@ -182,7 +182,7 @@ def cmd_validate(args) -> int:
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror or exc}", 1)
     if not args.no_lint:
-        from assistant.knowledge import lint_for_cli
+        from assistant.lint import lint_for_cli
 
         report.lint = lint_for_cli(report, args.data_dir)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())

@@ -23,11 +23,11 @@ from assistant.knowledge import (
     Knowledge,
     KnowledgeBusy,
     Match,
-    lint_records,
     names_agree,
     open_for_app,
     plan_answer,
 )
+from assistant.lint import lint_records
 from assistant.prompts import get_format
 from assistant.registry import AdapterError, Registry, validate_name
 

@@ -13,9 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from assistant import knowledge
+from assistant import knowledge, lint
 from assistant.data import Record
-from assistant.knowledge import CROSS_CONFLICT, NEAR_DUPLICATE, Embedder, lint_records
+from assistant.knowledge import Embedder
+from assistant.lint import CROSS_CONFLICT, NEAR_DUPLICATE, lint_records
 
 
 class FakeEmbedder:
@@ -52,7 +53,7 @@ def brute_force(records, embedder) -> list[tuple]:
         a, b = records[i], records[j]
         if a.split == "test" and b.split == "test":
             continue
-        same = knowledge._same_answer(a.answer, b.answer, float(answers[i] @ answers[j]))
+        same = lint._same_answer(a.answer, b.answer, float(answers[i] @ answers[j]))
         if a.split != b.split and same:
             continue
         found.append(((a.row, b.row), round(float(sims[i, j]), 3), same))
@@ -61,7 +62,7 @@ def brute_force(records, embedder) -> list[tuple]:
 
 
 def test_blocked_near_duplicates_equal_the_full_matrix(monkeypatch):
-    monkeypatch.setattr(knowledge, "LINT_BLOCK", 7)  # many blocks, ragged edges
+    monkeypatch.setattr(lint, "LINT_BLOCK", 7)  # many blocks, ragged edges
     records = corpus(60)
     findings = lint_records(records, embedder=FakeEmbedder())
     got = [(tuple(f.rows), f.similarity, "same answer" in f.message) for f in findings]
@@ -69,7 +70,7 @@ def test_blocked_near_duplicates_equal_the_full_matrix(monkeypatch):
 
 
 def test_near_duplicate_pairs_are_capped_with_a_note(monkeypatch):
-    monkeypatch.setattr(knowledge, "MAX_LINT_PAIRS", 5)
+    monkeypatch.setattr(lint, "MAX_LINT_PAIRS", 5)
     records = [Record(f"same question {i}?", "same answer", i + 1) for i in range(20)]  # 190 close pairs
     findings = lint_records(records, embedder=FakeEmbedder())
     assert [f.kind for f in findings] == ["near-duplicate"] * 5 + ["note"]
@@ -78,7 +79,7 @@ def test_near_duplicate_pairs_are_capped_with_a_note(monkeypatch):
 
 
 def test_cross_adapter_nearest_is_blocked_and_matches_argmax(monkeypatch, tmp_path):
-    monkeypatch.setattr(knowledge, "LINT_BLOCK", 4)
+    monkeypatch.setattr(lint, "LINT_BLOCK", 4)
     theirs = tmp_path / "theirs.jsonl"
     lines = [f'{{"question": "t{i} other {i}?", "answer": "different {i}"}}' for i in range(30)]
     theirs.write_text("\n".join(lines) + "\n")
@@ -104,7 +105,7 @@ def test_lint_memory_is_linear_in_rows():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     tracemalloc.start()
     try:
-        pairs, more = knowledge._close_pairs(vectors, NEAR_DUPLICATE, lambda i, j: True)
+        pairs, more = lint._close_pairs(vectors, NEAR_DUPLICATE, lambda i, j: True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -61,7 +61,7 @@ def validate_upload(path: str | None, assistant=None, max_bytes: int = MAX_FILE_
     """
     if not path:
         return "Upload a CSV, Excel, JSON Lines or JSON file with question and answer columns.", None, ""
-    from assistant.knowledge import registry_datasets
+    from assistant.lint import registry_datasets
     from ui.upload_check import validate_in_child
 
     datasets = registry_datasets(assistant.registry) if assistant is not None else []

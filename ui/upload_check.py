@@ -140,7 +140,8 @@ def _check(request: dict, limits: Limits) -> dict:
         else:
             print(_LINT_PHASE, file=sys.stderr, flush=True)
             resource.setrlimit(resource.RLIMIT_AS, (limits.lint_bytes, limits.lint_bytes))
-            from assistant.knowledge import Embedder, KnowledgeError, lint_records
+            from assistant.knowledge import Embedder, KnowledgeError
+            from assistant.lint import lint_records
 
             try:
                 report.lint = lint_records(report.records, embedder=Embedder(), datasets=request["datasets"])

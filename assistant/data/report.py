@@ -49,7 +49,7 @@ class DataReport:
     duplicates_folded: int
     conflicts: list[Conflict]
     warnings: list[str]
-    lint: list = field(default_factory=list)  # assistant.knowledge.LintFinding: similar questions
+    lint: list = field(default_factory=list)  # assistant.lint.LintFinding: similar questions
 
     @property
     def train(self) -> list[Record]:
