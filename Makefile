@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python benchmarks/grounding.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/upload_isolation.py
 
 adapters: setup
 	$(BIN)/python scripts/build_adapters.py
