@@ -17,6 +17,9 @@ What it measures, all on the embedded Gemma 3 270M Q4_K_M GGUF:
    requests alternating the adapters, and reports its peak RSS (ru_maxrss), TTFT and decode tok/s:
    the llama.cpp engine, then the transformers engine in fp32, bf16 and 4-bit (NF4, bitsandbytes).
 
+4. Sharing the CPU (benchmarks/cpu_sharing.py): decode tok/s beside 0, 1 and 2 busy-loop processes,
+   libgomp's default wait policy against the product's, each run's share of its idle speed.
+
 Usage: python benchmarks/chat.py [--quick] [--skip-hf]. Prints tables and writes
 benchmarks/results/chat.json. Exits 0 when a target is missed (the row says MISSED), non-zero only
 when the benchmark itself fails. Timings mean something only on an otherwise idle machine: each
@@ -38,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `make bench` 
 
 from assistant.base import resolve_base  # noqa: E402
 from assistant.engines import GenerationSettings, create_engine  # noqa: E402
+from assistant.engines.llamacpp import LlamaCppEngine  # noqa: E402
 from assistant.registry import Registry  # noqa: E402
+from benchmarks import cpu_sharing  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     BUSY,
     cpu_snapshot,
@@ -268,9 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # a SIGTERM unwinds like an error, so the temporary adapters and any child process are cleaned up
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    from llama_cpp import Llama
-
-    from assistant.engines.llamacpp import LlamaCppEngine
+    from llama_cpp import Llama  # after assistant.engines.llamacpp (above), which sets OpenMP's wait policy
 
     plan, started, env = (QUICK if args.quick else FULL), time.perf_counter(), environment()
     before = cpu_snapshot()
@@ -296,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             with_load(adapter_switch, engine, adapters, plan, details)}
         del engine, raw
         sections["serving two adapters, fresh process each"] = serving(data_dir, plan, args.skip_hf, details)
+    sharing = {k: v for k, v in cpu_sharing.CONFIGS.items() if k in ("libgomp default (before)", "product default")}
+    sections[f"decoding beside CPU-bound co-tenants ({plan.tokens} tokens, {plan.reps} runs each, fresh process each)"] = \
+        cpu_sharing.measure(sharing, plan.reps, plan.tokens, details.setdefault("cpu_sharing", {}))
     for title, rows in sections.items():
         print_table(rows, title)
     missed = [r.measure for rows in sections.values() for r in rows if r.status in ("MISSED", "ERROR")]

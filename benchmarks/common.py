@@ -154,14 +154,15 @@ def _read(path: str) -> str:
         return ""
 
 
-def run_child(script: Path, args: list[str], timeout: float) -> dict:
+def run_child(script: Path, args: list[str], timeout: float, env: dict | None = None) -> dict:
     """Run `python script *args` in a fresh process and parse the JSON on its last stdout line.
 
     A fresh process per measurement keeps one run's memory and warm caches out of another's. A
     failure comes back as {"error": ...} so one broken configuration never ends the benchmark.
     """
     try:
-        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout,
+                              env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     lines = proc.stdout.strip().splitlines()

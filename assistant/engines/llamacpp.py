@@ -18,7 +18,9 @@ clears the slot's history; a request on the same adapter reuses the cached promp
 
 Threads: llama.cpp's workers spin while they wait, so contexts must never ask for more threads
 together than there are cores (two 2-thread decodes on 2 cores ran ~50x slower, measured). The
-core budget is split between the slots that are decoding, re-read before every decode call.
+core budget is split between the slots that are decoding, re-read before every decode call; a
+decode alone uses all of it or one thread, whichever is faster beside what else the machine runs
+(engines.threads), and OpenMP's waiting threads sleep soon (engines.openmp).
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.engines import EngineError, GenerationSettings, stream_answer
+from assistant.engines import EngineError, GenerationSettings, openmp, stream_answer
 from assistant.engines.handoff import threaded_stream
+from assistant.engines.threads import ThreadChooser
 from assistant.prompts import get_format
+
+openmp.configure()  # before anything imports llama_cpp (which loads libgomp)
 
 
 class _Slot:
@@ -147,6 +153,7 @@ class LlamaCppEngine:
         self._waiting: deque[object] = deque()
         self._busy = 0
         self._closing = threading.Event()  # set by close(): every decode ends, no new one starts
+        self._chooser = ThreadChooser()  # one thread or all of them, whichever decodes faster now
 
     # slots ------------------------------------------------------------------------------------
     def _acquire(self, cancelled: threading.Event | None = None) -> _Slot:
@@ -272,7 +279,7 @@ class LlamaCppEngine:
             handle = self._load_locked(adapter.key, adapter.gguf_path) if adapter is not None else None
             if slot.set_adapter(adapter.key if adapter is not None else None, handle):
                 self.switches += 1
-        slot.set_threads(self._threads_now())
+        slot.set_threads(self._chooser.choose(self._threads_now(), 0))  # the faster count lately
         slot.prepare(tokens)
         sampler = _sampler(settings)
         try:
@@ -284,8 +291,13 @@ class LlamaCppEngine:
                 emit(token)
                 if count == settings.max_tokens:
                     break
-                slot.set_threads(self._threads_now())
+                threads = self._chooser.choose(self._threads_now(), count)
+                switched = threads != slot.threads
+                slot.set_threads(threads)
+                started = time.perf_counter()
                 slot.evaluate([token])
+                if not switched:  # a token right after a switch pays for the switch: not a fair sample
+                    self._chooser.record(threads, time.perf_counter() - started)
         finally:
             sampler.close()
 

@@ -1,0 +1,50 @@
+"""How many threads one decode uses: all it may have while that is fastest, one when it is not.
+
+On an idle machine two threads decode about twice as fast as one (60 vs 31 tok/s here). Beside a
+CPU-bound program the two threads wait for each other at every barrier while one of them is
+descheduled, and two threads fall far below one (15 vs 32 tok/s beside one co-tenant, measured in
+benchmarks/cpu_sharing.py). Which count is faster depends on what else the machine runs right
+now, so it is measured, not guessed: each count's time per token is tracked (a moving average),
+the faster one decodes, and every PERIOD tokens the other one decodes PROBE tokens, so a change
+in the machine's load is noticed within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import threading
+
+PERIOD = 96  # tokens between probes of the other thread count (a probe costs ~3% of idle speed)
+PROBE = 3  # tokens decoded with the other count per probe (the first one after a switch is not timed)
+WEIGHT = 0.3  # weight of a new measurement in the moving average
+
+
+class ThreadChooser:
+    """Shared by an engine's decodes: the machine's load is the same for all of them."""
+
+    def __init__(self):
+        self._cost: dict[int, float] = {}  # threads -> seconds per token (moving average)
+        self._lock = threading.Lock()
+
+    def choose(self, most: int, token_index: int) -> int:
+        """Threads for the next token of a decode allowed `most` threads."""
+        if most <= 1:
+            return 1
+        with self._lock:
+            known = {n: c for n, c in self._cost.items() if n in (1, most)}
+        if most not in known:
+            return most
+        if 1 not in known:
+            return 1 if token_index % PERIOD >= PERIOD - PROBE else most
+        best = min(known, key=known.get)
+        other = 1 if best == most else most
+        return other if token_index % PERIOD >= PERIOD - PROBE else best
+
+    def record(self, threads: int, seconds: float) -> None:
+        """One token's time with `threads` (not the first after a switch: that one pays the change)."""
+        with self._lock:
+            old = self._cost.get(threads)
+            self._cost[threads] = seconds if old is None else (1 - WEIGHT) * old + WEIGHT * seconds
+
+    def costs(self) -> dict[int, float]:
+        with self._lock:
+            return dict(self._cost)
