@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 Produce = Callable[[Callable[[int], None], threading.Event], None]
 
 _END = object()  # the decode thread's last item: no more tokens
+JOIN_S = 10.0  # a cancelled decode ends at its next token; this only bounds a stuck one
 
 
 def threaded_stream(produce: Produce, on_leave: Callable[[threading.Event], None] | None = None,
@@ -27,18 +28,20 @@ def threaded_stream(produce: Produce, on_leave: Callable[[threading.Event], None
     also wake what the decode waits on). An exception in `produce` is re-raised in the reader,
     through `wrap_error`.
     """
-    stream = TokenStream(on_leave or (lambda event: event.set()))
+    tokens: queue.SimpleQueue = queue.SimpleQueue()
+    cancelled = threading.Event()
 
-    def run() -> None:
+    def run() -> None:  # holds the queue and the flag, never the stream: dropping the stream must free it
         try:
-            produce(stream._queue.put, stream._cancelled)
+            produce(tokens.put, cancelled)
         except BaseException as exc:  # noqa: B036 - re-raised in the reader's thread
-            stream._queue.put(_Failure(wrap_error(exc)))
+            tokens.put(_Failure(wrap_error(exc)))
         finally:
-            stream._queue.put(_END)
+            tokens.put(_END)
 
-    threading.Thread(target=run, name="decode", daemon=True).start()
-    return stream
+    worker = threading.Thread(target=run, name="decode", daemon=True)
+    worker.start()
+    return TokenStream(tokens, cancelled, on_leave or (lambda event: event.set()), worker)
 
 
 class TokenStream:
@@ -48,10 +51,9 @@ class TokenStream:
     request cancelled while it waits for a slot would stay in the line.
     """
 
-    def __init__(self, on_leave: Callable[[threading.Event], None]):
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._cancelled = threading.Event()
-        self._on_leave = on_leave
+    def __init__(self, tokens: queue.SimpleQueue, cancelled: threading.Event,
+                 on_leave: Callable[[threading.Event], None], worker: threading.Thread):
+        self._queue, self._cancelled, self._on_leave, self._worker = tokens, cancelled, on_leave, worker
         self._left = False
 
     def __iter__(self) -> Iterator[int]:
@@ -70,9 +72,13 @@ class TokenStream:
         return item
 
     def close(self) -> None:
+        """Stop the decode and wait (bounded) until it has: it ends at its next token, and a process
+        that exits while a decode is inside torch or llama.cpp aborts ("terminate called...")."""
         if not self._left:
             self._left = True
             self._on_leave(self._cancelled)
+            if threading.current_thread() is not self._worker:
+                self._worker.join(timeout=JOIN_S)
 
     def __enter__(self) -> TokenStream:
         return self
