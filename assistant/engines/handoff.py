@@ -80,12 +80,6 @@ class TokenStream:
             if threading.current_thread() is not self._worker:
                 self._worker.join(timeout=JOIN_S)
 
-    def __enter__(self) -> TokenStream:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __del__(self) -> None:  # dropped unread or half read: the decode stops at its next token
         self.close()
 
