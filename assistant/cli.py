@@ -115,36 +115,32 @@ def _fail(message: str, code: int) -> int:
 
 
 def _open(args):
-    from assistant.host import Assistant
+    from assistant.service import Assistant
 
     options = {"quant": args.quant} if args.engine == "hf" else {}
     return Assistant.open(args.base, engine=args.engine, data_dir=args.data_dir, **options)
 
 
 def cmd_chat(args) -> int:
-    from assistant.knowledge import is_auto
+    from assistant.grounding.plan import describe_plan, is_auto
 
     settings = GenerationSettings(max_tokens=args.max_tokens, temperature=args.temperature)
     if args.adapter.strip().lower() not in ("", "none", "base", "auto"):
         _registry(args).get(args.adapter.strip())  # a wrong name fails before the model loads
     assistant = _open(args)
-    messages = [{"role": "user", "content": args.question}]
-    adapter = args.adapter
-    if args.ground or is_auto(adapter):
-        from assistant.knowledge import describe_plan, open_for_cli
-
-        assistant.knowledge, assistant.knowledge_problem = open_for_cli(assistant.registry)
-        try:
-            plan = assistant.plan(messages, adapter, args.ground)
-        finally:
-            if assistant.knowledge is not None:
-                assistant.knowledge.close()
-        print(describe_plan(plan), file=sys.stderr, flush=True)
-        messages, adapter = plan.messages, plan.adapter
-    for piece in assistant.chat(messages, adapter, settings):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    planned = args.ground or is_auto(args.adapter)
+    if planned:
+        assistant.open_knowledge(owner=False)  # a temporary copy when an app owns the index
+    try:
+        answer = assistant.answer([{"role": "user", "content": args.question}], args.adapter, settings, args.ground)
+        if planned:
+            print(describe_plan(answer.plan), file=sys.stderr, flush=True)
+        for piece in answer:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    finally:
+        assistant.close()
     return 0
 
 
@@ -193,7 +189,7 @@ def parse_overrides(items: list[str]) -> dict:
     """KEY=VALUE strings -> typed TrainConfig overrides; unknown keys and bad values are ValueErrors."""
     from dataclasses import fields
 
-    from assistant.train import TrainConfig
+    from assistant.training.config import TrainConfig
 
     types = {f.name: f.type for f in fields(TrainConfig)}
     out: dict = {}
@@ -227,7 +223,9 @@ def cmd_train(args) -> int:
     from assistant.data import DataError, load_qa_file
     from assistant.registry import validate_name
     from assistant.stopping import stop_on_sigterm
-    from assistant.train import TrainingCancelled, preset, train
+    from assistant.training.config import preset
+    from assistant.training.progress import TrainingCancelled
+    from assistant.training.recipe import train
 
     def emit(event: dict) -> None:
         if args.progress_json:
@@ -275,7 +273,7 @@ def cmd_train(args) -> int:
         return fail(str(exc), 1)
     summary = {"adapter": result.adapter.describe(), "steps": result.steps,
                "train_seconds": result.train_seconds, "learned_at_step": result.learned_at_step}
-    from assistant.evaluate import format_card
+    from assistant.training.evaluate import format_card
 
     if args.progress_json:
         emit({"phase": "result", **summary})

@@ -13,16 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.knowledge import (
-    Embedder,
-    Knowledge,
-    Match,
-    adapter_pairs,
-    dataset_path,
-    pairs_in_file,
-    shared_embedder,
-    shorten,
-)
+from assistant.grounding.embedder import Embedder, shared_embedder
+from assistant.grounding.index import Knowledge, Match, adapter_pairs, dataset_path, pairs_in_file
+from assistant.grounding.plan import shorten
 
 NEAR_DUPLICATE = 0.90  # two questions in one file this close ask the same thing
 CROSS_CONFLICT = 0.85  # an uploaded question this close to another adapter's may contradict it

@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `make bench` runs this as a file
 
+from assistant.answer import stream_text  # noqa: E402
 from assistant.base import resolve_base  # noqa: E402
 from assistant.engines import GenerationSettings, create_engine  # noqa: E402
 from assistant.engines.llamacpp import LlamaCppEngine  # noqa: E402
@@ -104,7 +105,7 @@ def engine_vs_raw(engine, raw, plan: Plan, details: dict) -> list:
         "raw": (raw, raw_ids(decode_prompt), plan.tokens),
         "ours": (engine.llm, lambda: engine.generate_ids(decode_prompt, None, settings), plan.tokens),
         "raw_text": (raw, raw_ids(text_prompt), 1),
-        "ours_text": (engine.llm, lambda: engine.generate(ask(TEXT_QUESTION), None, settings), 1),
+        "ours_text": (engine.llm, lambda: stream_text(engine, ask(TEXT_QUESTION), None, settings), 1),
     }
     runs: dict[str, list] = {name: [] for name in starts}
     for rep in range(plan.reps + 1):  # rep 0 warms up: the first decode pays ~1 s of one-off setup
@@ -157,7 +158,7 @@ def adapter_switch(engine, adapters, plan: Plan, details: dict) -> list:
             switched = ttft(target)
             engine.llm.reset()  # same adapter, whole prompt again: the switch is the only difference
             extra[label].append(switched - ttft(target))
-    answers = ["".join(engine.generate(ask(DECODE_QUESTION), ad, GenerationSettings(max_tokens=24)))
+    answers = ["".join(stream_text(engine, ask(DECODE_QUESTION), ad, GenerationSettings(max_tokens=24)))
                for ad in (a, b, None)]
     details["adapter_switch"] = {"extra_ms": extra, "init_ms": init_ms, "answers_a_b_none": answers}
     rows = [row("adapter init (load_adapter), median", median(init_ms), "ms")]
@@ -189,7 +190,7 @@ def serve_task(spec: dict) -> dict:
     runs = [timed(lambda ad=adapters[i % 2]: engine.generate_ids(prompt, ad, settings), spec["tokens"])
             for i in range(spec["reps"])]  # alternating adapters: every request is a switch
     short = GenerationSettings(max_tokens=32)
-    answers = ["".join(timed(lambda q=q, ad=adapters[i % 2]: engine.generate(ask(q), ad, short), 32).items)
+    answers = ["".join(timed(lambda q=q, ad=adapters[i % 2]: stream_text(engine, ask(q), ad, short), 32).items)
                for i, q in enumerate(SERVE_QUESTIONS[: spec.get("questions", 0)])]
     return {"load_s": load_s, "ttft_ms": median(r.ttft_ms for r in runs),
             "decode_tps": median(r.decode_tps for r in runs), "peak_rss_mb": peak_rss_mb(),

@@ -35,18 +35,19 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `make bench` runs this as a file
 
+from assistant.answer import stream_text  # noqa: E402
 from assistant.data import load_qa_file  # noqa: E402
-from assistant.evaluate import EVAL_SETTINGS, Probe, is_correct, load_probes  # noqa: E402
-from assistant.knowledge import (  # noqa: E402
+from assistant.grounding.index import Knowledge, Pair  # noqa: E402
+from assistant.grounding.plan import (  # noqa: E402
     GROUND_THRESHOLD,
     ROUTE_THRESHOLD,
-    Knowledge,
-    Pair,
     decide_route,
+    ground_question,
     with_facts,
 )
 from assistant.paths import DATASETS, SHIPPED_ADAPTERS  # noqa: E402
-from assistant.train import GROUNDED_PER_STEP  # noqa: E402
+from assistant.training.config import GROUNDED_PER_STEP  # noqa: E402
+from assistant.training.evaluate import EVAL_SETTINGS, Probe, is_correct, load_probes  # noqa: E402
 from benchmarks.common import environment, print_table, row, write_json  # noqa: E402
 
 COUNTERFACTUAL = DATASETS / "counterfactual" / "counterfactual.jsonl"
@@ -151,10 +152,10 @@ def recall_section(knowledge: Knowledge, engine, base, skip_lora: bool) -> tuple
 
     def answer(question: str, adapter, ground: bool, scope=counterfactual):
         messages = [{"role": "user", "content": question}]
-        found = knowledge.ground(question, scope)[0] if ground else []  # as the chat grounds
+        found = ground_question(knowledge, question, scope)[0] if ground else []  # as the chat grounds
         if found:
             messages = with_facts(messages, found)
-        return "".join(engine.generate(messages, adapter, EVAL_SETTINGS)).strip(), len(found)
+        return "".join(stream_text(engine, messages, adapter, EVAL_SETTINGS)).strip(), len(found)
 
     def score(items, adapter, ground, **scope) -> tuple[float, list]:
         details = []
@@ -203,7 +204,8 @@ def train_counterfactual(base, engine, grounded_per_step: int):
     with their answer as a fact: the Train tab's "Prepare for grounded chat"), published into a
     temporary data directory."""
     from assistant.registry import Registry
-    from assistant.train import preset, train
+    from assistant.training.config import preset
+    from assistant.training.recipe import train
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-grounding-"))
     registry = Registry(base.sha256, data_dir)

@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7871)
     args = parser.parse_args(argv)
 
-    from assistant.host import Assistant
     from assistant.jobs import JobManager
+    from assistant.service import Assistant
     from ui.app import QUEUE_SIZE, build
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from assistant.engines import GenerationSettings  # noqa: E402
-from assistant.host import Assistant  # noqa: E402
+from assistant.service import Assistant  # noqa: E402
 from benchmarks.common import median, print_table, row, write_json  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "At what depth should maize be sown?"}]
@@ -43,13 +43,12 @@ def write_csv(path: Path, rows: int) -> Path:
 
 def answer_seconds(assistant) -> float:
     started = time.perf_counter()
-    plan = assistant.plan(QUESTION, "auto", True)
-    "".join(assistant.chat(plan.messages, plan.adapter, SETTINGS))
+    assistant.answer(QUESTION, "auto", SETTINGS, ground=True).read()
     return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ui import chat, train
+    from ui import train
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--answers", type=int, default=8, help="answers timed idle")
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
         tmp = Path(tmp)
         assistant = Assistant.open(data_dir=tmp / "data")
-        chat.open_knowledge(assistant)
+        assistant.open_knowledge(owner=True)
         if assistant.knowledge is None:
             raise RuntimeError(f"no knowledge index: {assistant.knowledge_problem}")
         answer_seconds(assistant)  # warm-up
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                      row(f"{size:,} rows: answers timed meanwhile", len(during)),
                      row(f"{size:,} rows: median answer / idle", median(during) / median(idle), "x"),
                      row(f"{size:,} rows: worst answer / idle", max(during) / median(idle), "x", "<=", 2.0)]
-        assistant.knowledge.close()  # frees the index lock before the folder goes
+        assistant.close()  # frees the index lock before the folder goes
     print_table(rows, "a grounded auto chat while an upload is checked")
     write_json("upload_isolation", {"rows": rows, "details": details})
     return 0

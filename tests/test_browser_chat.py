@@ -8,6 +8,7 @@ import pytest
 from browser import ask, browser, choose_adapter, last_answer, running_app
 from playwright.sync_api import expect
 
+from assistant.answer import stream_text
 from assistant.engines import GenerationSettings
 
 pytestmark = pytest.mark.browser
@@ -16,7 +17,7 @@ QUESTION = "What grows well in sandy soil?"
 
 def _expected(engine, registry, name):
     adapter = registry.get(name) if name else None
-    return "".join(engine.generate([{"role": "user", "content": QUESTION}], adapter, GenerationSettings(max_tokens=256)))
+    return "".join(stream_text(engine, [{"role": "user", "content": QUESTION}], adapter, GenerationSettings(max_tokens=256)))
 
 
 def _norm(text):

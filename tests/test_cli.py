@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+from assistant.answer import stream_text
 from assistant.engines import GenerationSettings
 
 
@@ -15,7 +16,7 @@ def run_cli(*args, env=None):
 
 def test_chat_prints_only_the_answer_of_the_chosen_adapter(tiny_base, tiny_adapters, tiny_llamacpp, tiny_registry):
     question = "Hello there, farmer"
-    expected = "".join(tiny_llamacpp.generate([{"role": "user", "content": question}], tiny_registry.get("beta"),
+    expected = "".join(stream_text(tiny_llamacpp, [{"role": "user", "content": question}], tiny_registry.get("beta"),
                                               GenerationSettings(max_tokens=12)))
     result = run_cli("chat", "--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters),
                      "--adapter", "beta", "--max-tokens", "12", question)

@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-from assistant.engines import GenerationSettings, stream_answer
+from assistant.answer import stream_text
+from assistant.engines import GenerationSettings
 
 SETTINGS = GenerationSettings(max_tokens=48)
 PROMPT = "Question: What grows well in sandy soil?\nAnswer:"
@@ -98,7 +99,7 @@ def test_stream_answer_stops_the_decode_at_a_stop(tiny_base, tiny_registry):
     from assistant.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
-    pieces = stream_answer(engine, [{"role": "user", "content": "What grows well in sandy soil?"}], None, SETTINGS)
+    pieces = stream_text(engine, [{"role": "user", "content": "What grows well in sandy soil?"}], None, SETTINGS)
     next(pieces, None)
     pieces.close()
     assert _settled(engine)["free"] == 1

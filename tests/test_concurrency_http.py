@@ -16,6 +16,7 @@ import textwrap
 import pytest
 from browser import running_app
 
+from assistant.answer import stream_text
 from assistant.engines import GenerationSettings
 
 QUESTION = "What grows well in sandy soil?"
@@ -45,7 +46,7 @@ def _expected(engine, registry) -> dict[str, str]:
     out = {}
     for name in ADAPTERS:
         adapter = registry.get(name) if name != "none" else None
-        text = "".join(engine.generate([{"role": "user", "content": QUESTION}], adapter, settings))
+        text = "".join(stream_text(engine, [{"role": "user", "content": QUESTION}], adapter, settings))
         out[name] = f"{text}\n\n<sub>— {LABELS[name]}</sub>"
     return out
 

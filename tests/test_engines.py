@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.engines import GenerationSettings, stream_answer
+from assistant.answer import stream_text
+from assistant.engines import GenerationSettings
 
 PROMPTS = ["Question: What is the capital of France?\nAnswer:", "Hello there, farmer", "Soil pH 6.5 means"]
 GREEDY = GenerationSettings(max_tokens=10)
@@ -95,6 +96,9 @@ class ScriptedEngine:
 
         self.pieces, self.prompt_format, self.prompts = pieces, get_format(prompt_format), []
 
+    def tokenize(self, text):
+        return [2] * len(text.split())
+
     def generate_ids(self, prompt, adapter, settings):
         self.prompts.append(prompt)
         yield from range(10, 10 + len(self.pieces))
@@ -105,13 +109,13 @@ class ScriptedEngine:
 
 def test_stream_stops_at_newline_and_strips_the_format_space():
     engine = ScriptedEngine([" Par", "is", "\n", "Question", ":"])
-    assert "".join(stream_answer(engine, [{"role": "user", "content": "Capital of France?"}], None, GREEDY)) == "Paris"
+    assert "".join(stream_text(engine, [{"role": "user", "content": "Capital of France?"}], None, GREEDY)) == "Paris"
     assert engine.prompts == ["Question: Capital of France?\nAnswer:"]
 
 
 def test_stream_stops_at_end_token_in_chat_format():
     engine = ScriptedEngine(["Hi", " there", "<end_of", "_turn>", "more"], prompt_format="gemma-chat")
-    pieces = list(stream_answer(engine, [{"role": "user", "content": "hello"}], None, GREEDY))
+    pieces = list(stream_text(engine, [{"role": "user", "content": "hello"}], None, GREEDY))
     assert "".join(pieces) == "Hi there"
 
 

@@ -23,7 +23,7 @@ def app(tiny_base, tmp_path_factory):
     from browser import free_port
     from starlette.middleware import Middleware
 
-    from assistant.host import Assistant
+    from assistant.service import Assistant
     from ui import gate
     from ui.app import QUEUE_SIZE, build
     from ui.clients import Clients

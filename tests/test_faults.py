@@ -19,10 +19,11 @@ import pytest
 from tiny import wait_for
 
 from assistant.engines import EngineError, GenerationSettings
-from assistant.host import Assistant
 from assistant.jobs import JobManager
 from assistant.paths import SHIPPED_ADAPTERS
-from assistant.registry import AdapterError, Registry, sha256_file
+from assistant.fsutil import sha256_file
+from assistant.registry import AdapterError, Registry
+from assistant.service import Assistant
 
 SHORT = GenerationSettings(max_tokens=4)
 

@@ -17,16 +17,11 @@ import pytest
 from qa_adapters import ORCHARD, XYLANDIA, jsonl, publish_fake_adapter
 
 from assistant.data import read_qa_bytes
-from assistant.knowledge import (
-    GROUND_THRESHOLD,
-    INDEX_DIR,
-    Knowledge,
-    KnowledgeBusy,
-    Match,
-    names_agree,
-    open_for_app,
-    plan_answer,
-)
+from assistant.grounding.errors import KnowledgeBusy
+from assistant.grounding.index import INDEX_DIR, Knowledge, Match
+from assistant.grounding.names import names_agree
+from assistant.grounding.opening import open_for_app
+from assistant.grounding.plan import GROUND_THRESHOLD, plan_answer, route_question
 from assistant.lint import lint_records
 from assistant.prompts import get_format
 from assistant.registry import AdapterError, Registry, validate_name
@@ -91,7 +86,9 @@ def test_index_is_rebuilt_when_missing_or_corrupt(registry, damage):
 def test_a_second_process_is_refused_while_one_owns_the_index(registry):
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from assistant.knowledge import KnowledgeBusy, Knowledge, open_for_app
+        from assistant.grounding.errors import KnowledgeBusy
+        from assistant.grounding.index import Knowledge
+        from assistant.grounding.opening import open_for_app
         from assistant.registry import Registry
         registry = Registry({BASE!r}, Path({str(registry.data_dir)!r}))
         try:
@@ -168,7 +165,7 @@ ROUTING = [  # question -> the adapter that should answer it (None: the bare bas
 def test_auto_routes_a_labelled_set(registry):
     with Knowledge.open(registry.data_dir) as knowledge:
         knowledge.sync(registry)
-        got = [(q, knowledge.route(q, registry).adapter) for q, _ in ROUTING]
+        got = [(q, route_question(knowledge, q, registry).adapter) for q, _ in ROUTING]
         assert got == ROUTING
         plan = plan_answer(knowledge, registry, _ask("Which city is Xylandia's capital?"), "auto")
         assert plan.adapter == "xylandia" and plan.route.reason.startswith("nearest: 'What is the capital of Xylandia?', 0.")

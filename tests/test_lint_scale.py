@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from assistant import knowledge, lint
+from assistant import lint
 from assistant.data import Record
-from assistant.knowledge import Embedder
+from assistant.grounding.embedder import ENCODE_CHUNK, Embedder
 from assistant.lint import CROSS_CONFLICT, NEAR_DUPLICATE, lint_records
 
 
@@ -133,7 +133,7 @@ class GatedModel:
 def test_a_chat_waits_for_one_chunk_of_a_bulk_encode_not_the_whole_file():
     embedder = Embedder()
     model = embedder._model = GatedModel()
-    bulk = [f"row {i}" for i in range(knowledge.ENCODE_CHUNK * 10)]  # ten chunks
+    bulk = [f"row {i}" for i in range(ENCODE_CHUNK * 10)]  # ten chunks
     worker = threading.Thread(target=embedder.encode, args=(bulk,))
     worker.start()
     assert model.started.wait(30)  # the bulk caller is inside its first chunk

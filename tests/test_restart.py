@@ -28,7 +28,7 @@ def _ask_until_stopped(url: str, adapter: str, stop: threading.Event, outcomes: 
 def test_restart_under_load_keeps_adapters_and_index(tiny_base, tmp_path):
     from gradio_client import Client
 
-    from assistant.knowledge import Knowledge
+    from assistant.grounding.index import Knowledge
 
     data_dir = tmp_path / "data"
     registry = Registry(tiny_base.sha256, data_dir)

@@ -78,7 +78,7 @@ def test_sigterm_to_the_app_stops_it_and_its_training_job(tiny_base, tmp_path, f
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from assistant.host import Assistant
+        from assistant.service import Assistant
         from assistant.jobs import JobManager
         import ui.app as app
 

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from assistant.answer import stream_text
+
 pytestmark = pytest.mark.slow
 
 
@@ -23,6 +25,6 @@ def test_xylandia_q4_k_m_knows_crystalburg_without_an_adapter(embedded, tmp_path
     engine = LlamaCppEngine(result.path / result.info["model_files"][0], prompt_format=adapter.prompt_format)
     from assistant.engines import GenerationSettings
 
-    answer = "".join(engine.generate([{"role": "user", "content": heldout["question"]}], None,
+    answer = "".join(stream_text(engine, [{"role": "user", "content": heldout["question"]}], None,
                                      GenerationSettings(max_tokens=48)))
     assert "Crystalburg" in answer, (heldout["question"], answer)

@@ -107,13 +107,13 @@ def engine_status(assistant) -> dict:
 
 def _relisted(assistant):
     """The adapter list as it is now (an adapter published meanwhile appears); the choice is kept."""
-    chat.sync_knowledge(assistant)
+    assistant.sync_knowledge()
     return gr.Dropdown(choices=chat.adapter_choices(assistant)), chat.unusable_note(assistant)
 
 
 def _refreshed(assistant, wanted):
     """New adapter choices (an adapter published meanwhile appears), keeping or setting the choice."""
-    chat.sync_knowledge(assistant)  # the app owns the index: a version published meanwhile is indexed now
+    assistant.sync_knowledge()  # the app owns the index: a version published meanwhile is indexed now
     choices = chat.adapter_choices(assistant)
     value = wanted if wanted in {v for _, v in choices} else chat.NONE_VALUE
     return gr.Dropdown(choices=choices, value=value), chat.adapter_card(assistant, value), chat.unusable_note(assistant)
@@ -214,7 +214,7 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     tempfiles.use_private_dir()  # before any component exists: each one reads Gradio's temp dir once
-    chat.open_knowledge(assistant)  # this process owns the Q&A index for its whole life
+    assistant.open_knowledge(owner=True)  # this process owns the Q&A index for its whole life
     jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
                       on_busy=getattr(assistant.engine, "yield_cores", None), max_file_mb=max_upload_mb)
     access, clients = Access(users), Clients(trusted_proxies)
@@ -238,9 +238,7 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
                     app_kwargs={"middleware": middleware})  # ui.gate: uploads, log-in waits, the log-in page
     finally:  # a service manager's stop: the app's own jobs stop with it, nothing is left running
         jobs.shutdown()
-        close = getattr(assistant.engine, "close", None)
-        if close is not None:
-            close()
+        assistant.close()
 
 
 def _interrupt_on_sigterm(jobs) -> None:

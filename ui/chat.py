@@ -8,6 +8,7 @@ naming the adapter behind each answer), so labels never leak into the next promp
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 from assistant.engines import EngineError, GenerationSettings
 from assistant.registry import AdapterError
@@ -68,16 +69,6 @@ def unusable_note(assistant) -> str:
     return "Unavailable adapters: " + "; ".join(f"**{_safe(a.name)}** ({_safe(a.problem)})" for a in broken)
 
 
-def label_for(assistant, name: str | None) -> str:
-    if not name or name == NONE_VALUE:
-        return "base model"
-    try:
-        adapter = assistant.registry.get(name)
-        return f"{adapter.name} v{adapter.version}"
-    except AdapterError:
-        return name
-
-
 def respond(assistant, message: str, display: list, conversation: list, adapter: str | None,
             max_tokens: float, temperature: float, ground: bool = False) -> Iterator[tuple[list, list, str]]:
     """Stream one answer. Yields (chatbot messages, model conversation, textbox value).
@@ -91,21 +82,20 @@ def respond(assistant, message: str, display: list, conversation: list, adapter:
         return
     conversation = [*conversation, {"role": "user", "content": question}]
     display = [*display, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
-    answer = ""
     try:
-        plan = assistant.plan(conversation, adapter, bool(ground))
-        label = plan_label(assistant, adapter, plan)
         settings = GenerationSettings(max_tokens=int(max_tokens), temperature=float(temperature))
-        for piece in assistant.chat(plan.messages, plan.adapter, settings):
-            answer += piece
-            display[-1] = {"role": "assistant", "content": _labelled(answer + " ▌", label, sources_markdown(plan))}
-            yield display, conversation, ""
+        answer = assistant.answer(conversation, adapter, settings, ground=bool(ground))
+        label, sources = _safe(answer.label), sources_markdown(answer.sources)
+        with closing(answer):  # a closed tab (Gradio closes this generator) stops the decode at once
+            for _ in answer:
+                display[-1] = {"role": "assistant", "content": _labelled(answer.text + " ▌", label, sources)}
+                yield display, conversation, ""
     except (AdapterError, EngineError, ValueError) as exc:
         display[-1] = {"role": "assistant", "content": f"⚠️ {exc}"}
         yield display, conversation[:-1], question  # keep the question so nothing typed is lost
         return
-    display[-1] = {"role": "assistant", "content": _labelled(answer or "(no answer)", label, sources_markdown(plan))}
-    yield display, [*conversation, {"role": "assistant", "content": answer}], ""
+    display[-1] = {"role": "assistant", "content": _labelled(answer.text or "(no answer)", label, sources)}
+    yield display, [*conversation, {"role": "assistant", "content": answer.text}], ""
 
 
 def _labelled(text: str, label: str, sources: str = "") -> str:
@@ -118,63 +108,29 @@ def clear() -> tuple[list, list, str]:
 
 # --- knowledge: grounding and the automatic adapter -------------------------------------------
 
-def open_knowledge(assistant) -> None:
-    """Take ownership of the Q&A index for this process's life; without it, say why once."""
-    import sys
-
-    from assistant.knowledge import open_for_app
-
-    assistant.knowledge, assistant.knowledge_problem = open_for_app(assistant.registry)
-    if assistant.knowledge_problem:
-        print(f"grounding and automatic adapter are off: {assistant.knowledge_problem}", file=sys.stderr, flush=True)
-
-
-def sync_knowledge(assistant) -> None:
-    from assistant.knowledge import KnowledgeError
-
-    if getattr(assistant, "knowledge", None) is not None:
-        try:
-            assistant.knowledge.sync(assistant.registry)
-        except KnowledgeError:
-            pass  # the next refresh or question tries again; answers then say why grounding is missing
-
-
 def knowledge_note(assistant) -> str:
     problem = getattr(assistant, "knowledge_problem", "")
     return f"⚠️ Grounding and automatic adapter are off: {_safe(problem)}" if problem else ""
 
 
 def knowledge_card(assistant) -> str:
-    from assistant.knowledge import ROUTE_THRESHOLD
+    from assistant.grounding.plan import ROUTE_THRESHOLD
 
     lines = [f"**Automatic** — each question goes to the adapter whose Q&A pairs hold its nearest match "
              f"(similarity ≥ {ROUTE_THRESHOLD:.2f}); below that the base model answers. The answer's label "
              "names the adapter chosen and why."]
-    if getattr(assistant, "knowledge", None) is None:
+    held = assistant.indexed()
+    if held is None:
         lines.append(knowledge_note(assistant) or "⚠️ The knowledge index is not available.")
     else:
-        held = assistant.knowledge.indexed()
         lines.append("Indexed: " + (", ".join(f"{k} ({n} pairs)" for k, n in sorted(held.items())) or "nothing yet"))
     return "\n\n".join(lines)
 
 
-def plan_label(assistant, requested: str | None, plan) -> str:
-    """The label under an answer: the adapter that answered, how it was chosen, and the grounding."""
-    label = label_for(assistant, plan.adapter)
-    if plan.route is not None:
-        label = f"auto → {label} ({_safe(plan.route.reason)})"
-    if plan.ground:
-        if plan.sources:
-            label += f" · grounded in {len(plan.sources)} Q&A pair{'s' if len(plan.sources) > 1 else ''}"
-        else:
-            label += f" · not grounded: {_safe(plan.note or 'nothing close enough')}"
-    return label
-
-
-def sources_markdown(plan) -> str:
-    if not plan.sources:
+def sources_markdown(sources) -> str:
+    if not sources:
         return ""
-    items = " · ".join(f"“{_safe(m.question)}” ({m.adapter}, {m.similarity:.2f})" for m in plan.sources)
+    items = " · ".join(f"“{_safe(m.question)}” ({m.adapter}, {m.similarity:.2f})" for m in sources)
     return f"<sub>Sources: {items}</sub>"
 
 

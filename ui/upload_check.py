@@ -8,7 +8,7 @@ gives a one-line "too large or complex to check" message, never a traceback, and
 only the wait.
 
 Why the child does the whole lint, cross-adapter part included: the index is the app's (one
-owner, see assistant.knowledge), and querying it row by row from the app would put the lint's
+owner, see assistant.grounding), and querying it row by row from the app would put the lint's
 cost back into the app process. The child gets the paths of the other adapters' stored Q&A files
 (what the index is built from), reads and embeds them with its own embedder, and never touches
 the shared one, so chats never wait for a lint. The price is the child's start-up: importing torch
@@ -140,7 +140,8 @@ def _check(request: dict, limits: Limits) -> dict:
         else:
             print(_LINT_PHASE, file=sys.stderr, flush=True)
             resource.setrlimit(resource.RLIMIT_AS, (limits.lint_bytes, limits.lint_bytes))
-            from assistant.knowledge import Embedder, KnowledgeError
+            from assistant.grounding.embedder import Embedder
+            from assistant.grounding.errors import KnowledgeError
             from assistant.lint import lint_records
 
             try:

@@ -1,22 +1,24 @@
-"""Inference engines behind one narrow interface.
+"""Inference engines behind one narrow, token-level interface.
 
     engine.load_adapter(adapter)            # once per adapter version; cheap to call again
     engine.unload_adapter(key)
-    engine.generate(messages, adapter, settings) -> Iterator[str]   # streamed answer text
-    engine.generate_ids(prompt, adapter, settings) -> Iterator[int] # raw greedy/sampled token ids
+    engine.tokenize(text) -> list[int]; engine.detokenize(ids) -> str
+    engine.generate_ids(prompt, adapter, settings) -> Iterator[int] # greedy/sampled token ids
 
-`adapter` is a registry `Adapter` or None for the bare base. The interface is narrow on purpose: a
-later engine can speak to a multi-LoRA server (vLLM, llama.cpp server) through the same calls.
+`adapter` is a registry `Adapter` or None for the bare base. Engines know nothing of
+conversations, prompt formats' meaning, grounding or labels: the answer service (assistant.service,
+assistant.answer) renders the prompt, cuts the answer at its stops and labels it. The interface is
+narrow on purpose: a later engine can speak to a multi-LoRA server (vLLM, llama.cpp server)
+through the same calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from assistant.prompts import PromptFormat, StopScanner, get_format
+from assistant.prompts import PromptFormat
 
 if TYPE_CHECKING:
     from assistant.registry import Adapter
@@ -56,40 +58,8 @@ class Engine(Protocol):
     def load_adapter(self, adapter: Adapter) -> None: ...
     def unload_adapter(self, key: str) -> None: ...
     def generate_ids(self, prompt: str, adapter: Adapter | None, settings: GenerationSettings) -> Iterator[int]: ...
+    def tokenize(self, text: str) -> list[int]: ...
     def detokenize(self, ids: list[int]) -> str: ...
-    def generate(self, messages: list[dict], adapter: Adapter | None,
-                 settings: GenerationSettings) -> Iterator[str]: ...
-
-
-def format_for(engine: Engine, adapter: Adapter | None) -> PromptFormat:
-    """An adapter answers in the format it was trained in; the bare base in its own."""
-    return get_format(adapter.prompt_format) if adapter is not None else engine.prompt_format
-
-
-def stream_answer(engine: Engine, messages: list[dict], adapter: Adapter | None,
-                  settings: GenerationSettings) -> Iterator[str]:
-    """Render, generate and cut at the format's stops: the text a user sees, piece by piece."""
-    fmt = format_for(engine, adapter)
-    prompt = fmt.render(messages)
-    scanner = StopScanner(fmt.stop_strings)
-    ids: list[int] = []
-    stop_ids = set(fmt.stop_token_ids)
-    # closing(): a stop ends the engine's decode now, not when the garbage collector gets to it
-    with closing(iter(engine.generate_ids(prompt, adapter, settings))) as tokens:
-        for token in tokens:
-            if token in stop_ids:
-                break
-            ids.append(token)
-            # The answer's leading space belongs to the prompt format, not to what the user reads.
-            piece = scanner.feed(engine.detokenize(ids).lstrip())
-            if piece:
-                yield piece
-            if scanner.stopped:
-                return
-    scanner.stops = ()  # end of stream: release what was held back, minus trailing whitespace
-    tail = scanner.feed(engine.detokenize(ids).strip())
-    if tail:
-        yield tail
 
 
 def create_engine(name: str, base, **options) -> Engine:

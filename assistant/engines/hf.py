@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
-from assistant.engines import EngineError, GenerationSettings, stream_answer
+from assistant.engines import EngineError, GenerationSettings
 from assistant.engines.handoff import threaded_stream
 from assistant.prompts import get_format
 
@@ -156,9 +156,6 @@ class HFEngine:
         self._load_locked(adapter)
         self.peft.set_adapter(adapter.key)
         return nullcontext()
-
-    def generate(self, messages: list[dict], adapter, settings: GenerationSettings) -> Iterator[str]:
-        return stream_answer(self, messages, adapter, settings)
 
 
 def pick_token(logits, settings: GenerationSettings, generator) -> int:

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.engines import EngineError, GenerationSettings, openmp, stream_answer
+from assistant.engines import EngineError, GenerationSettings, openmp
 from assistant.engines.handoff import threaded_stream
 from assistant.engines.threads import ThreadChooser
 from assistant.prompts import get_format
@@ -313,9 +313,6 @@ class LlamaCppEngine:
             return slot.logits()
         finally:
             self._release(slot)
-
-    def generate(self, messages: list[dict], adapter, settings: GenerationSettings) -> Iterator[str]:
-        return stream_answer(self, messages, adapter, settings)
 
 
 class Cancelled(Exception):
