@@ -164,3 +164,18 @@ def test_requests_beyond_the_slots_wait_their_turn(tiny_base, tiny_registry):
     assert list(holder) == expected
     assert list(waiter) == expected  # it got the slot once the first decode ended
     assert engine.waiting() == 0
+
+
+def test_private_llama_cpp_apis_are_used_only_with_the_pinned_version():
+    from pathlib import Path
+
+    from assistant.engines import EngineError, llama_private
+
+    llama_private.check_version()  # what `make setup` installed
+    with pytest.raises(EngineError, match=f"0.3.99 is installed.*{llama_private.PINNED_VERSION}.*make setup"):
+        llama_private.check_version("0.3.99")
+    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
+    assert f"llama-cpp-python=={llama_private.PINNED_VERSION}" in makefile  # one pin, two places: kept equal
+    sources = Path(__file__).parent.parent / "assistant"
+    users = sorted(str(p.relative_to(sources)) for p in sources.rglob("*.py") if "llama_cpp._internals" in p.read_text())
+    assert users == ["engines/llama_private.py"]

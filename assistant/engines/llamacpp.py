@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.engines import EngineError, GenerationSettings, openmp
+from assistant.engines import EngineError, GenerationSettings, llama_private, openmp
 from assistant.engines.handoff import threaded_stream
 from assistant.engines.threads import ThreadChooser
 from assistant.prompts import get_format
@@ -46,7 +46,6 @@ class _Slot:
 
     def __init__(self, engine: LlamaCppEngine, index: int, n_ctx: int):
         import llama_cpp
-        from llama_cpp._internals import LlamaBatch, LlamaContext
 
         params = llama_cpp.llama_context_default_params()
         for name in ("n_batch", "n_ubatch", "rope_scaling_type", "rope_freq_base", "rope_freq_scale", "flash_attn_type",
@@ -56,9 +55,9 @@ class _Slot:
         params.n_ctx = n_ctx
         params.n_threads = params.n_threads_batch = engine.threads
         self.index = index
-        self.ctx = LlamaContext(model=engine.llm._model, params=params, verbose=False)
+        self.ctx = llama_private.new_context(engine.llm, params)
         self.n_batch = params.n_batch
-        self.batch = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self.batch = llama_private.new_batch(self.n_batch)
         self.tokens: list[int] = []  # what the KV cache holds
         self.adapter: str | None = None
         self.threads = engine.threads
@@ -131,6 +130,7 @@ class LlamaCppEngine:
                  slots: int | None = None):
         from llama_cpp import Llama
 
+        llama_private.check_version()
         self.prompt_format = get_format(prompt_format)
         self.gguf_path = Path(gguf_path)
         cores = max(1, len(os.sched_getaffinity(0)))
@@ -324,14 +324,5 @@ def _engine_error(exc: BaseException) -> BaseException:
 
 
 def _sampler(settings: GenerationSettings):
-    from llama_cpp._internals import LlamaSampler
-
-    sampler = LlamaSampler()
-    if settings.temperature <= 0:
-        sampler.add_greedy()
-    else:
-        sampler.add_top_k(settings.top_k)
-        sampler.add_top_p(settings.top_p, 1)
-        sampler.add_temp(settings.temperature)
-        sampler.add_dist(settings.seed)
-    return sampler
+    return llama_private.new_sampler(settings.temperature <= 0, settings.top_k, settings.top_p, settings.temperature,
+                                     settings.seed)
