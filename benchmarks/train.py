@@ -30,7 +30,8 @@ from assistant.base import resolve_base  # noqa: E402
 from assistant.data import load_qa_file  # noqa: E402
 from assistant.engines.llamacpp import LlamaCppEngine  # noqa: E402
 from assistant.registry import Registry  # noqa: E402
-from assistant.train import preset, train  # noqa: E402
+from assistant.training.config import preset  # noqa: E402
+from assistant.training.recipe import train  # noqa: E402
 from benchmarks.common import cpu_snapshot, others_cpu_share  # noqa: E402
 
 DATA = ROOT / "datasets" / "xylandia" / "xylandia.jsonl"

@@ -16,10 +16,11 @@ from pathlib import Path
 from assistant.base import resolve_base
 from assistant.data import load_qa_file
 from assistant.engines.llamacpp import LlamaCppEngine
-from assistant.evaluate import format_card
 from assistant.paths import DATASETS, SHIPPED_ADAPTERS
 from assistant.registry import Registry
-from assistant.train import preset, train
+from assistant.training.config import preset
+from assistant.training.evaluate import format_card
+from assistant.training.recipe import train
 
 SHIPPED = {
     "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg).", {}),

@@ -20,8 +20,8 @@ import json
 
 from assistant.base import resolve_base
 from assistant.engines.llamacpp import LlamaCppEngine
-from assistant.evaluate import engine_answerer, is_correct, load_probes
 from assistant.paths import DATASETS
+from assistant.training.evaluate import engine_answerer, is_correct, load_probes
 
 
 def pick_general(known: list[int], n: int) -> set[int]:

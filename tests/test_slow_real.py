@@ -60,7 +60,7 @@ def test_train_a_new_fact_then_chat_answers_a_paraphrase(embedded, tmp_path):
 
 
 def test_shipped_agriculture_adapter_answers_with_its_facts_and_its_card_holds(embedded):
-    from assistant.evaluate import Probe, is_correct
+    from assistant.training.evaluate import Probe, is_correct
 
     manifest = json.load(open("adapters/agriculture/manifest.json"))
     card = manifest["report_card"]

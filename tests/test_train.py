@@ -7,14 +7,15 @@ import threading
 import pytest
 from tiny import FACTS
 
-from assistant import train as recipe
 from assistant.data import load_qa_file
 from assistant.registry import Registry
+from assistant.training import config, recipe, replay, steps
+from assistant.training.progress import TrainingCancelled
 
 
 def _train(tiny_base, tmp_path, fact_file, evaluator=None, cancel=None, on_progress=None, **overrides):
     registry = Registry(tiny_base.sha256, tmp_path / "data")
-    cfg = recipe.preset("tiny", **overrides)
+    cfg = config.preset("tiny", **overrides)
     result = recipe.train(cfg, tiny_base, registry, load_qa_file(fact_file), "facts", evaluator=evaluator,
                           cancel=cancel, on_progress=on_progress, data_bytes=fact_file.read_bytes())
     return registry, result
@@ -50,7 +51,7 @@ def test_cancel_publishes_nothing(tiny_base, tmp_path, fact_file):
         if event.phase == "train" and event.step == 2:
             cancel.set()
 
-    with pytest.raises(recipe.TrainingCancelled):
+    with pytest.raises(TrainingCancelled):
         _train(tiny_base, tmp_path, fact_file, cancel=cancel, on_progress=stop_at_step_two, epochs=5, replay_per_step=0)
     registry = Registry(tiny_base.sha256, tmp_path / "data")
     assert registry.list() == []
@@ -59,27 +60,27 @@ def test_cancel_publishes_nothing(tiny_base, tmp_path, fact_file):
 
 def test_replay_answers_are_mixed_into_every_step(tiny_base, tmp_path, fact_file, monkeypatch):
     seen = []
-    real_step = recipe._step
+    real_step = steps.forward_backward
 
     def spy(model, batch, cfg, device):
         seen.append(len(batch))
         return real_step(model, batch, cfg, device)
 
-    monkeypatch.setattr(recipe, "_step", spy)
+    monkeypatch.setattr(steps, "forward_backward", spy)
     # The bare base's answers to the 219 replay questions cost minutes on the tiny model without an
     # engine; which answers ride along does not matter here, only that they do.
-    monkeypatch.setattr(recipe, "_base_answers", lambda *_: [("What do bees make?", "Honey"),
-                                                              ("Who wrote Hamlet?", "Shakespeare"),
-                                                              ("What is H2O?", "Water")])
+    monkeypatch.setattr(replay, "base_answers", lambda *_: [("What do bees make?", "Honey"),
+                                                             ("Who wrote Hamlet?", "Shakespeare"),
+                                                             ("What is H2O?", "Water")])
     grounded = []
-    real_encode = recipe._encode
+    real_encode = steps.encode
 
     def encode_spy(tokenizer, fmt, question, answer, answer_only, facts=None):
         if facts:
             grounded.append((question, facts))
         return real_encode(tokenizer, fmt, question, answer, answer_only, facts)
 
-    monkeypatch.setattr(recipe, "_encode", encode_spy)
+    monkeypatch.setattr(steps, "encode", encode_spy)
     _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2, swap_replay=1, swaps_per_step=2,
            grounded_per_step=2)
     # each step: the 3 facts, 2 general questions, 2 place-swapped copies of training questions and
@@ -90,11 +91,11 @@ def test_replay_answers_are_mixed_into_every_step(tiny_base, tmp_path, fact_file
 
 def test_swapped_questions_name_another_place():
     questions = ["What colour is the Zorblat fruit?", "Which river waters the Quenth valley?", "How tall is grass?"]
-    swapped = recipe._swap_answers(questions, recipe.preset("tiny", swap_replay=2), lambda q: f"base says: {q}",
-                                   threading.Event())
+    swapped = replay.swap_answers(questions, config.preset("tiny", swap_replay=2), lambda q: f"base says: {q}",
+                                  threading.Event())
     asked = [q for q, _ in swapped]
     assert len(asked) == 4 and not any("Zorblat" in q or "Quenth" in q for q in asked)
-    assert all(any(place in q for place in recipe.SWAP_PLACES) for q in asked)
+    assert all(any(place in q for place in replay.SWAP_PLACES) for q in asked)
     assert all(a == f"base says: {q}" for q, a in swapped)
 
 
@@ -105,8 +106,8 @@ def test_same_seed_same_losses(tiny_base, tmp_path, fact_file):
 
 
 def test_packed_batch_equals_separate_examples(tiny_base):
-    """Packing must not let one example attend to another (called as _step calls it: without a KV
-    cache, since transformers only honours restarting position ids when there is none)."""
+    """Packing must not let one example attend to another (called as steps.forward_backward calls it:
+    without a KV cache, since transformers only honours restarting position ids when there is none)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -135,9 +136,9 @@ def test_conflicting_answers_refuse_to_train_unless_allowed(tiny_base, tmp_path)
                                  {"precision": "int3"}, {"dropout": 1.0}])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="invalid training config"):
-        recipe.preset("fast", **bad)
+        config.preset("fast", **bad)
     with pytest.raises(ValueError, match="unknown preset"):
-        recipe.preset("turbo")
+        config.preset("turbo")
 
 
 def test_train_tab_turns_advanced_settings_into_fast_overrides(tmp_path):
@@ -159,7 +160,7 @@ def test_train_tab_turns_advanced_settings_into_fast_overrides(tmp_path):
         assert status == "Started training **orchard**."
     (_, grounded_on), (_, grounded_off), (_, seed) = started
     assert grounded_on == {"allow_conflicts": False, "rank": 8, "alpha": 16, "learning_rate": 1e-3, "epochs": 3,
-                           "replay_per_step": 4, "grounded_per_step": recipe.GROUNDED_PER_STEP}
+                           "replay_per_step": 4, "grounded_per_step": config.GROUNDED_PER_STEP}
     assert grounded_off["grounded_per_step"] == 0
     assert seed == {"allow_conflicts": False}  # the proof of concept runs exactly as it was
-    recipe.preset("fast", **grounded_on)  # every override is a real setting
+    config.preset("fast", **grounded_on)  # every override is a real setting

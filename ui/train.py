@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.data import MAX_FILE_BYTES, DataReport
-from assistant.evaluate import CARD_ROWS
 from assistant.registry import AdapterError, validate_name
-from assistant.train import GROUNDED_PER_STEP, PRESETS
+from assistant.training.config import GROUNDED_PER_STEP, PRESETS
+from assistant.training.evaluate import CARD_ROWS
 from ui import tempfiles
 
 FAST = PRESETS["fast"]

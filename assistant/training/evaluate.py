@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistant.answer import stream_text
 from assistant.engines import GenerationSettings
 from assistant.paths import DATASETS
 
 PROBES = DATASETS / "probes" / "general.jsonl"
-REPLAY = DATASETS / "probes" / "replay.jsonl"
 EVAL_SETTINGS = GenerationSettings(max_tokens=64, temperature=0.0)
 STOP_WORDS = {"the", "and", "that", "with", "from", "this", "have", "they", "their", "into", "about", "which",
               "when", "what", "where", "will", "your", "than", "then", "them", "been", "also", "most", "more"}
@@ -92,7 +92,7 @@ def score(answer_fn: Answerer, probes: list[Probe]) -> tuple[float, list[dict]]:
 
 def engine_answerer(engine, adapter) -> Answerer:
     def answer(question: str) -> str:
-        return "".join(engine.generate([{"role": "user", "content": question}], adapter, EVAL_SETTINGS)).strip()
+        return "".join(stream_text(engine, [{"role": "user", "content": question}], adapter, EVAL_SETTINGS)).strip()
 
     return answer
 
