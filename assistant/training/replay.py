@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 
+from assistant.fsutil import write_text_atomic
 from assistant.grounding.names import names_in
 from assistant.paths import DATASETS
 from assistant.training.config import TrainConfig
@@ -35,7 +35,7 @@ def base_answers(base, fmt, answer, cancel) -> list[tuple[str, str]]:
     Asked through the serving engine when there is one (llama.cpp answers these in seconds) and
     cached per base and question file: they depend on nothing else.
     """
-    raw = REPLAY.read_bytes()
+    raw = REPLAY.read_bytes()  # read once: its hash keys the cache, its lines are the questions
     cache = base.cache_dir / "replay" / f"{base.sha256[:16]}-{hashlib.sha256(raw).hexdigest()[:16]}-{fmt.name}.json"
     try:
         return [tuple(pair) for pair in json.loads(cache.read_text())]
@@ -48,11 +48,7 @@ def base_answers(base, fmt, answer, cancel) -> list[tuple[str, str]]:
         text = answer(question)
         if text:
             pairs.append((question, text))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside and renamed, so a concurrent run never reads half a cache file.
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(pairs))
-    os.replace(tmp, cache)
+    write_text_atomic(cache, json.dumps(pairs))  # a concurrent run never reads half a cache file
     return pairs
 
 
