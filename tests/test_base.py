@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from assistant.base import BaseError, read_gguf_metadata, resolve_base
+from assistant.base import BaseError, resolve_base
+from assistant.gguf.reader import read_metadata
 
 
 def test_embedded_base_identity_is_the_package_sha256(embedded):
@@ -23,7 +24,7 @@ def test_embedded_base_identity_is_the_package_sha256(embedded):
 def test_our_metadata_reader_agrees_with_gguf_reader(tiny_base):
     from gguf import GGUFReader
 
-    ours = read_gguf_metadata(tiny_base.gguf_path)
+    ours = read_metadata(tiny_base.gguf_path)
     reader = GGUFReader(str(tiny_base.gguf_path))
     for key in ("general.architecture", "gemma3.block_count", "gemma3.embedding_length",
                 "tokenizer.ggml.eos_token_id", "gemma3.attention.sliding_window"):

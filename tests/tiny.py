@@ -10,8 +10,9 @@ import shutil
 import time
 from pathlib import Path
 
-from assistant.base import Base, file_sha256
-from assistant.gguf_io import write_model_gguf
+from assistant.base import Base
+from assistant.fsutil import sha256_file_cached
+from assistant.gguf.model import write_model_gguf
 from assistant.registry import Registry, publish_peft_model
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -48,7 +49,7 @@ def build_tiny_base(out_dir: Path, embedded: Base, seed: int = 0) -> Base:
     gguf_path = out_dir / "tiny.gguf"
     tensors = ((k, v.detach().numpy()) for k, v in model.state_dict().items())
     write_model_gguf(model.config.to_dict(), tensors, gguf_path, tokenizer_gguf=embedded.gguf_path, dtype="f32")
-    return Base(name="tiny-gemma3", sha256=file_sha256(gguf_path), gguf_path=gguf_path, hf_dir=hf_dir,
+    return Base(name="tiny-gemma3", sha256=sha256_file_cached(gguf_path), gguf_path=gguf_path, hf_dir=hf_dir,
                 prompt_format="qa", cache_dir=out_dir / "cache")
 
 
