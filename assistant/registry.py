@@ -14,15 +14,15 @@ pickle, a corrupt file, a bad name) makes that one unusable, with its reason, an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from assistant.fsutil import new_staging, sha256_file, sweep_staging, write_json_atomic
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -115,14 +115,6 @@ def _name_problem(name) -> str:
     if name.lower() != name:
         return "it has uppercase letters"
     return "it contains a character other than a-z, 0-9, '-' or '_'"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def inspect_adapter(path: Path, base_sha256: str) -> tuple[dict, str | None]:
@@ -244,9 +236,8 @@ class Registry:
     # publishing -----------------------------------------------------------------------------
     def new_staging(self) -> Path:
         """A fresh private directory to build an adapter in; publish() moves it into place."""
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
         # The builder's pid is in the name, so a sweep by another process leaves a live build alone.
-        return Path(tempfile.mkdtemp(prefix=f"adapter-{os.getpid()}-", dir=self.staging_dir))
+        return new_staging(self.staging_dir, "adapter")
 
     def sweep_staging(self) -> int:
         """Remove leftovers of builds whose process is gone (crashed, killed); returns how many.
@@ -254,15 +245,7 @@ class Registry:
         Every `Assistant.open` sweeps (the app at start, each CLI command, each training worker),
         and any of them may run beside a training job that is still building its adapter here.
         """
-        if not self.staging_dir.is_dir():
-            return 0
-        removed = 0
-        for path in self.staging_dir.iterdir():
-            if _builder_alive(path.name):
-                continue
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-            removed += 1
-        return removed
+        return sweep_staging(self.staging_dir)  # the directory holds only staging: unowned entries go too
 
     def publish(self, staging: Path, name: str, manifest: dict) -> Adapter:
         """Stamp the staged files into a manifest, validate, and move them in as the next version."""
@@ -317,7 +300,7 @@ def publish_peft_model(registry: Registry, peft_model, name: str, manifest: dict
     `before_publish(staging_dir) -> report card` runs on the complete staged adapter (to evaluate
     it) before it becomes visible; its result goes into the manifest.
     """
-    from assistant.gguf_io import write_lora_gguf
+    from assistant.gguf.lora import write_lora_gguf
 
     validate_name(name)
     staging = registry.new_staging()
@@ -334,26 +317,6 @@ def publish_peft_model(registry: Registry, peft_model, name: str, manifest: dict
         shutil.rmtree(staging, ignore_errors=True)  # gone already when publish moved it
 
 
-def _builder_alive(staging_name: str) -> bool:
-    match = re.fullmatch(r"adapter-(\d+)-.*", staging_name)
-    if not match:
-        return False  # not ours, or from before pids were recorded
-    pid = int(match.group(1))
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    # A killed child nobody has waited for yet is a zombie: gone for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _hidden(path: Path) -> bool:
     """Dot-entries (.ipynb_checkpoints, a Finder's .DS_Store, our .publish.lock) are never adapters."""
     return path.name.startswith(".")
@@ -364,13 +327,3 @@ def _dir_stamp(path: Path) -> tuple:
         return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()))
     except OSError:
         return ()
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON beside `path`, fsync it, then rename it into place: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -9,7 +9,7 @@ import pytest
 from browser import browser, running_app
 from playwright.sync_api import expect
 
-from assistant.registry import sha256_file
+from assistant.fsutil import sha256_file
 
 pytestmark = pytest.mark.browser
 

@@ -16,8 +16,12 @@ import pytest
 
 from assistant import export as ex
 from assistant.engines import GenerationSettings
+from assistant.export_modelfile import CHAT_TEMPLATES
+from assistant.fsutil import sha256_file
+from assistant.gguf.reader import read_metadata, read_tokenizer
+from assistant.gguf.tokenizer import hf_tokenizer_kv
 from assistant.prompts import get_format
-from assistant.registry import Registry, sha256_file
+from assistant.registry import Registry
 
 QUESTIONS = ["What is the capital of France?", "Hello there, farmer", "Soil pH 6.5 means"]
 GREEDY = GenerationSettings(max_tokens=12)
@@ -44,7 +48,7 @@ def exports(tmp_path_factory, tiny_base, tiny_adapters):
 
 def peft_ids(tiny_hf, adapter, question):
     prompt = get_format("qa").render([{"role": "user", "content": question}])
-    return list(tiny_hf.generate_ids(prompt, adapter, GREEDY))
+    return list(tiny_hf.generate_ids(tiny_hf.tokenize(prompt), adapter, GREEDY))
 
 
 def test_chat_templates_render_what_the_prompt_formats_render():
@@ -52,7 +56,7 @@ def test_chat_templates_render_what_the_prompt_formats_render():
 
     messages = [{"role": "user", "content": "First?"}, {"role": "assistant", "content": "One."},
                 {"role": "user", "content": "Second?"}]
-    for name, template in ex.CHAT_TEMPLATES.items():
+    for name, template in CHAT_TEMPLATES.items():
         rendered = Template(template).render(messages=messages, bos_token="<bos>", add_generation_prompt=True)
         assert rendered == "<bos>" + get_format(name).render(messages), name
 
@@ -67,7 +71,7 @@ def test_merged_f16_gguf_matches_merged_peft_exactly(exports, tiny_hf, tiny_regi
     adapter = tiny_registry.get("alpha")
     for question in QUESTIONS:
         prompt = get_format("qa").render([{"role": "user", "content": question}])
-        assert list(engine.generate_ids(prompt, None, GREEDY)) == peft_ids(tiny_hf, adapter, question), question
+        assert list(engine.generate_ids(engine.tokenize(prompt), None, GREEDY)) == peft_ids(tiny_hf, adapter, question), question
     # ...and the verification process, run by the export itself, saw the same.
     verification = result.info["verification"]
     assert verification["passed"] is True
@@ -76,13 +80,11 @@ def test_merged_f16_gguf_matches_merged_peft_exactly(exports, tiny_hf, tiny_regi
 
 
 def test_merged_gguf_carries_tokenizer_and_the_adapters_template(exports):
-    from assistant.base import read_gguf_metadata
-
     for fmt in ("gguf-f16", "gguf-q4_k_m"):
         result = exports[fmt]
-        meta = read_gguf_metadata(result.path / result.info["model_files"][0])
+        meta = read_metadata(result.path / result.info["model_files"][0])
         assert meta["tokenizer.ggml.model"] == "llama"
-        assert meta["tokenizer.chat_template"] == ex.CHAT_TEMPLATES["qa"]
+        assert meta["tokenizer.chat_template"] == CHAT_TEMPLATES["qa"]
         assert meta["assistant.prompt_format"] == "qa"
         assert meta["general.file_type"] == {"gguf-f16": 1, "gguf-q4_k_m": 15}[fmt]
 
@@ -110,7 +112,7 @@ def test_lora_gguf_on_the_base_matches_peft(exports, tiny_base, tiny_hf, tiny_re
     adapter = tiny_registry.get("beta")
     for question in QUESTIONS:
         prompt = get_format("qa").render([{"role": "user", "content": question}])
-        assert list(engine.generate_ids(prompt, lora, GREEDY)) == peft_ids(tiny_hf, adapter, question), question
+        assert list(engine.generate_ids(engine.tokenize(prompt), lora, GREEDY)) == peft_ids(tiny_hf, adapter, question), question
     assert result.info["verification"]["passed"] is True
 
 
@@ -171,8 +173,8 @@ def test_an_hf_base_exports_a_gguf_with_a_tokenizer_of_its_own(tiny_base, tiny_r
 
 def test_hf_tokenizer_rebuild_matches_the_gguf_tokenizer(tiny_base):
     """The tokenizer.json route against the real GGUF tokenizer: same pieces and types."""
-    rebuilt = {k: v for k, v, *_ in ex.hf_tokenizer_kv(tiny_base.hf_dir)}
-    original = {k: v for k, v, *_ in ex.read_gguf_tokenizer(tiny_base.gguf_path)}
+    rebuilt = {k: v for k, v, *_ in hf_tokenizer_kv(tiny_base.hf_dir)}
+    original = {k: v for k, v, *_ in read_tokenizer(tiny_base.gguf_path)}
     assert rebuilt["tokenizer.ggml.tokens"] == original["tokenizer.ggml.tokens"]
     assert rebuilt["tokenizer.ggml.token_type"] == original["tokenizer.ggml.token_type"]
     for key in ("bos_token_id", "eos_token_id", "add_bos_token"):
@@ -240,7 +242,7 @@ def test_failed_verification_is_marked_and_exits_nonzero(tiny_base, tiny_adapter
 
 
 def ex_verify_compare(reference, exported):
-    from assistant.verify_export import compare
+    from assistant.export_verify import compare
 
     return compare(reference, exported)
 

@@ -1,35 +1,68 @@
-"""Verify an export against the peft model it came from; run as its own process.
+"""Verify an export against the peft model it came from, in a process of its own.
 
-    python -m assistant.verify_export --spec spec.json --out result.json
+    python -m assistant.export_verify --spec spec.json --out result.json
 
-The export is loaded the way its users will load it (llama.cpp for GGUFs, the base GGUF + the
-exported LoRA for lora-gguf, plain transformers for hf) and asked the adapter's training and
-held-out questions (from the dataset stored with the adapter; a few general questions when it has
-none). The reference is the base in transformers (fp32) with the peft adapter, greedy. Reported per
-question set: the share of answers that are token-identical, and key-fact recall of both. The
-export passes when its recall trails the reference's by at most 10 points in every set.
+The parent side (run_verification, called by assistant.export on the staged files) writes the spec,
+runs this module as a child and reads its JSON result; a crash or a timeout becomes a failed
+verification saying why. A separate process, so the two models loaded here never add to the memory
+of the app or the export, and a crash in llama.cpp cannot take the caller down.
 
-A separate process, so the two models loaded here never add to the memory of the app or the
-export, and a crash in llama.cpp cannot take the caller down.
+The child loads the export the way its users will (llama.cpp for GGUFs, the base GGUF + the exported
+LoRA for lora-gguf, plain transformers for hf) and asks it the adapter's training and held-out
+questions (from the dataset stored with the adapter; a few general questions when it has none). The
+reference is the base in transformers (fp32) with the peft adapter, greedy. Reported per question
+set: the share of answers that are token-identical, and key-fact recall of both. The export passes
+when its recall trails the reference's by at most 10 points in every set.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 from assistant.engines import GenerationSettings
-from assistant.evaluate import Probe, is_correct, load_probes
 from assistant.prompts import StopScanner, get_format
+from assistant.training.evaluate import Probe, is_correct, load_probes
 
 MAX_PER_SET = 24  # questions per set at most: enough to see a difference, quick on 2 cores
 FALLBACK_GENERAL = 8  # general questions asked when the adapter stores no dataset
 SETTINGS = GenerationSettings(max_tokens=48, temperature=0.0)
-TOLERANCE = 0.10
+TOLERANCE = 0.10  # an export may trail the peft model's recall by at most 10 points
+VERIFY_TIMEOUT_S = 1800  # the whole verification, both models loaded
 
+
+# the parent: run the child -----------------------------------------------------------------------
+
+def run_verification(base, adapter, fmt: str, export_dir: Path, files: list[str],
+                     timeout_s: float = VERIFY_TIMEOUT_S) -> dict:
+    """Run this module as a child on the staged export: its JSON result, or a failed one saying why."""
+    spec = {"format": fmt, "export_dir": str(export_dir), "files": files,
+            "base_hf_dir": str(base.ensure_hf_dir(progress=False)),
+            "base_gguf": str(base.gguf_path) if base.gguf_path else None,
+            "adapter": {"name": adapter.name, "version": adapter.version, "path": str(adapter.path),
+                        "prompt_format": adapter.prompt_format, "manifest": adapter.manifest}}
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        cmd = [sys.executable, "-m", "assistant.export_verify", "--spec", str(spec_path), "--out", str(out_path)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                                  env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        except subprocess.TimeoutExpired:
+            return {"passed": False, "error": f"verification did not finish within {timeout_s:.0f} s"}
+        if proc.returncode != 0 or not out_path.is_file():
+            lines = [line for line in (proc.stderr or "").strip().splitlines() if line.strip()]
+            return {"passed": False, "error": f"verification crashed: {lines[-1] if lines else f'exit {proc.returncode}'}"}
+        return json.loads(out_path.read_text())
+
+
+# the child: ask both models, compare ------------------------------------------------------------
 
 def question_sets(adapter: dict) -> dict[str, list[Probe]]:
     """{"train": [...], "heldout": [...]} from the adapter's stored dataset, or {"general": [...]}."""
@@ -50,7 +83,7 @@ def answer(engine, fmt, question: str, adapter) -> tuple[list[int], str]:
     prompt = fmt.render([{"role": "user", "content": question}])
     scanner = StopScanner(fmt.stop_strings)
     ids: list[int] = []
-    for token in engine.generate_ids(prompt, adapter, SETTINGS):
+    for token in engine.generate_ids(engine.tokenize(prompt), adapter, SETTINGS):
         if token in fmt.stop_token_ids:
             break
         ids.append(token)
