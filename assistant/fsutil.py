@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,14 +32,16 @@ _OWNER = re.compile(r"[-.](\d+)[-.][a-z0-9_]+(?:\.staging)?$")
 # atomic writes ---------------------------------------------------------------------------------
 
 @contextmanager
-def replacing(path: Path) -> Iterator[Path]:
+def replacing(path: Path, mode: int = 0o666) -> Iterator[Path]:
     """A temporary path beside `path` to write to; on success it is fsynced and renamed over `path`,
-    on failure removed. For writers that want a path rather than bytes (GGUFWriter, a packager)."""
+    on failure removed. For writers that want a path rather than bytes (GGUFWriter, a packager).
+
+    The file is created with `mode` less the umask, as open() would (mkstemp's 0600 would make
+    every export and adapter private to this user); pass 0o600 for secrets."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}-{os.getpid()}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = path.with_name(f".{path.name}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
     try:
         yield tmp
         with tmp.open("rb+") as fh:
@@ -48,21 +51,21 @@ def replacing(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
+def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o666) -> Path:
     """Write `data` to `path` atomically."""
-    with replacing(path) as tmp:
+    with replacing(path, mode) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
+def write_text_atomic(path: Path, text: str, mode: int = 0o666) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    return write_bytes_atomic(path, text.encode("utf-8"), mode)
 
 
-def write_json_atomic(path: Path, data, indent: int | None = 2, sort_keys: bool = True) -> Path:
+def write_json_atomic(path: Path, data, indent: int | None = 2, sort_keys: bool = True, mode: int = 0o666) -> Path:
     """Write `data` as JSON to `path` atomically (sorted, indented: manifests are read by people)."""
-    return write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=sort_keys))
+    return write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=sort_keys), mode)
 
 
 # staging directories ---------------------------------------------------------------------------
