@@ -44,7 +44,7 @@ class Answer:
         self.text = ""
         self.completion_tokens = 0
         self.finish_reason: str | None = None  # "stop" or "length" once the stream has ended
-        self._adapter, self._stops = adapter, stops
+        self._adapter, self._stops, self._prompt_ids = adapter, stops, list(prompt_ids)
         self._pieces: Iterator[str] | None = None
 
     @classmethod
@@ -120,7 +120,7 @@ class Answer:
         ids: list[int] = []
         self.finish_reason = "length"
         # closing(): a stop ends the engine's decode now, not when the garbage collector gets to it
-        with closing(iter(engine.generate_ids(self.prompt, self._adapter, self.settings))) as tokens:
+        with closing(iter(engine.generate_ids(self._prompt_ids, self._adapter, self.settings))) as tokens:
             for token in tokens:
                 if token in stop_ids:
                     self.finish_reason = "stop"

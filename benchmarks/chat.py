@@ -103,7 +103,7 @@ def engine_vs_raw(engine, raw, plan: Plan, details: dict) -> list:
     text_prompt = engine.prompt_format.render(ask(TEXT_QUESTION))
     starts = {
         "raw": (raw, raw_ids(decode_prompt), plan.tokens),
-        "ours": (engine.llm, lambda: engine.generate_ids(decode_prompt, None, settings), plan.tokens),
+        "ours": (engine.llm, lambda: engine.generate_ids(engine.tokenize(decode_prompt), None, settings), plan.tokens),
         "raw_text": (raw, raw_ids(text_prompt), 1),
         "ours_text": (engine.llm, lambda: stream_text(engine, ask(TEXT_QUESTION), None, settings), 1),
     }
@@ -147,7 +147,7 @@ def adapter_switch(engine, adapters, plan: Plan, details: dict) -> list:
     one = GenerationSettings(max_tokens=1)
 
     def ttft(adapter) -> float:
-        return timed(lambda: engine.generate_ids(prompt, adapter, one), 1).ttft_ms
+        return timed(lambda: engine.generate_ids(engine.tokenize(prompt), adapter, one), 1).ttft_ms
 
     for adapter in (a, b, None, a):  # warm-up: each adapter's first use, ending on A
         ttft(adapter)
@@ -185,9 +185,9 @@ def serve_task(spec: dict) -> dict:
     load_s = time.perf_counter() - t0
     prompt = engine.prompt_format.render(ask(DECODE_QUESTION))
     for adapter in adapters:  # warm-up: first uses pay one-off setup; ends on B so run 1 is a switch
-        timed(lambda ad=adapter: engine.generate_ids(prompt, ad, GenerationSettings(max_tokens=2)), 2)
+        timed(lambda ad=adapter: engine.generate_ids(engine.tokenize(prompt), ad, GenerationSettings(max_tokens=2)), 2)
     settings, snap = GenerationSettings(max_tokens=spec["tokens"]), cpu_snapshot()
-    runs = [timed(lambda ad=adapters[i % 2]: engine.generate_ids(prompt, ad, settings), spec["tokens"])
+    runs = [timed(lambda ad=adapters[i % 2]: engine.generate_ids(engine.tokenize(prompt), ad, settings), spec["tokens"])
             for i in range(spec["reps"])]  # alternating adapters: every request is a switch
     short = GenerationSettings(max_tokens=32)
     answers = ["".join(timed(lambda q=q, ad=adapters[i % 2]: stream_text(engine, ask(q), ad, short), 32).items)

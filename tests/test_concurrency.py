@@ -29,7 +29,7 @@ class ConsumerFailed(Exception):
 
 
 def _run(engine, adapter, kind: str, index: int, results: dict, kept: list) -> None:
-    stream = engine.generate_ids(PROMPT, adapter, SETTINGS)
+    stream = engine.generate_ids(engine.tokenize(PROMPT), adapter, SETTINGS)
     if kind == "complete":
         results[index] = list(stream)
     elif kind == "close_early":
@@ -54,7 +54,7 @@ def _run(engine, adapter, kind: str, index: int, results: dict, kept: list) -> N
 
 def _storm(engine, registry) -> tuple[dict, dict, list]:
     adapters = {name: registry.get(name) if name else None for name in ADAPTERS}
-    expected = {name: list(engine.generate_ids(PROMPT, adapter, SETTINGS)) for name, adapter in adapters.items()}
+    expected = {name: list(engine.generate_ids(engine.tokenize(PROMPT), adapter, SETTINGS)) for name, adapter in adapters.items()}
     assert len({tuple(v) for v in expected.values()}) == len(ADAPTERS)  # the adapters really differ
     results: dict[int, list[int]] = {}
     kept: list = []
@@ -90,7 +90,7 @@ def test_storm_of_requests_leaves_every_slot_free(tiny_base, tiny_registry, slot
     assert stats == {"slots": slots, "free": slots, "busy": 0, "waiting": 0}
     # and the engine still answers each adapter exactly as before
     for name, adapter in adapters.items():
-        assert list(engine.generate_ids(PROMPT, adapter, SETTINGS)) == expected[name]
+        assert list(engine.generate_ids(engine.tokenize(PROMPT), adapter, SETTINGS)) == expected[name]
     kept.clear()
 
 
@@ -122,9 +122,9 @@ def test_a_request_cancelled_while_waiting_leaves_the_line(tiny_base):
         evaluate(tokens)
 
     slot.evaluate = held_evaluate
-    holder = engine.generate_ids(PROMPT, None, SETTINGS)
+    holder = engine.generate_ids(engine.tokenize(PROMPT), None, SETTINGS)
     wait_for(lambda: engine.stats()["busy"] == 1, timeout=30, what="the first request to take the slot")
-    waiter = engine.generate_ids(PROMPT, None, SETTINGS)
+    waiter = engine.generate_ids(engine.tokenize(PROMPT), None, SETTINGS)
     wait_for(lambda: engine.stats()["waiting"] == 1, timeout=30, what="the second request to wait")
     waiter.close()
     wait_for(lambda: engine.stats()["waiting"] == 0, timeout=30, what="the closed request to leave the line")
@@ -139,7 +139,7 @@ def test_close_ends_every_decode_and_turns_the_line_away(tiny_base):
     from assistant.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
-    streams = [engine.generate_ids(PROMPT, None, GenerationSettings(max_tokens=2000)) for _ in range(4)]
+    streams = [engine.generate_ids(engine.tokenize(PROMPT), None, GenerationSettings(max_tokens=2000)) for _ in range(4)]
     next(streams[0])
     engine.close(timeout=30)
     assert engine.stats()["busy"] == 0

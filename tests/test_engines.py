@@ -16,12 +16,12 @@ GREEDY = GenerationSettings(max_tokens=10)
 def test_llamacpp_matches_peft_greedy_tokens(tiny_hf, tiny_llamacpp, tiny_registry, adapter_name):
     adapter = tiny_registry.get(adapter_name) if adapter_name else None
     for prompt in PROMPTS:
-        expected = list(tiny_hf.generate_ids(prompt, adapter, GREEDY))
-        assert list(tiny_llamacpp.generate_ids(prompt, adapter, GREEDY)) == expected, prompt
+        expected = list(tiny_hf.generate_ids(tiny_hf.tokenize(prompt), adapter, GREEDY))
+        assert list(tiny_llamacpp.generate_ids(tiny_llamacpp.tokenize(prompt), adapter, GREEDY)) == expected, prompt
 
 
 def _llama_logits(engine, prompt, adapter):
-    return engine.next_token_logits(prompt, adapter)
+    return engine.next_token_logits(engine.tokenize(prompt), adapter)
 
 
 def _hf_logits(engine, prompt, adapter):
@@ -44,7 +44,7 @@ def test_gguf_conversion_preserves_logits(tiny_hf, tiny_llamacpp, tiny_registry,
 
 
 def test_adapters_change_the_answer(tiny_llamacpp, tiny_registry):
-    outputs = {name: list(tiny_llamacpp.generate_ids(PROMPTS[1], tiny_registry.get(name) if name else None, GREEDY))
+    outputs = {name: list(tiny_llamacpp.generate_ids(tiny_llamacpp.tokenize(PROMPTS[1]), tiny_registry.get(name) if name else None, GREEDY))
                for name in (None, "alpha", "beta")}
     assert len({tuple(v) for v in outputs.values()}) == 3
 
@@ -52,40 +52,40 @@ def test_adapters_change_the_answer(tiny_llamacpp, tiny_registry):
 def test_switching_never_reloads_the_base_and_requests_are_isolated(tiny_llamacpp, tiny_registry):
     alpha, beta = tiny_registry.get("alpha"), tiny_registry.get("beta")
     model_ptr = tiny_llamacpp.llm.model
-    fresh = {a and a.key: list(tiny_llamacpp.generate_ids(PROMPTS[0], a, GREEDY)) for a in (None, alpha, beta)}
+    fresh = {a and a.key: list(tiny_llamacpp.generate_ids(tiny_llamacpp.tokenize(PROMPTS[0]), a, GREEDY)) for a in (None, alpha, beta)}
     # Interleave like two browser tabs on different adapters; each must get its own answer.
     for adapter in (alpha, beta, None, beta, alpha, alpha, None):
-        assert list(tiny_llamacpp.generate_ids(PROMPTS[0], adapter, GREEDY)) == fresh[adapter and adapter.key]
+        assert list(tiny_llamacpp.generate_ids(tiny_llamacpp.tokenize(PROMPTS[0]), adapter, GREEDY)) == fresh[adapter and adapter.key]
     assert tiny_llamacpp.llm.model == model_ptr
     assert tiny_llamacpp.base_loads == 1
 
 
 def test_unload_then_reload_adapter(tiny_llamacpp, tiny_registry):
     alpha = tiny_registry.get("alpha")
-    before = list(tiny_llamacpp.generate_ids(PROMPTS[2], alpha, GREEDY))
+    before = list(tiny_llamacpp.generate_ids(tiny_llamacpp.tokenize(PROMPTS[2]), alpha, GREEDY))
     tiny_llamacpp.unload_adapter(alpha.key)
     assert alpha.key not in tiny_llamacpp._adapters
-    assert list(tiny_llamacpp.generate_ids(PROMPTS[2], alpha, GREEDY)) == before
+    assert list(tiny_llamacpp.generate_ids(tiny_llamacpp.tokenize(PROMPTS[2]), alpha, GREEDY)) == before
 
 
 def test_hf_engine_unload_adapter(tiny_hf, tiny_registry):
     beta = tiny_registry.get("beta")
-    before = list(tiny_hf.generate_ids(PROMPTS[2], beta, GREEDY))
+    before = list(tiny_hf.generate_ids(tiny_hf.tokenize(PROMPTS[2]), beta, GREEDY))
     tiny_hf.unload_adapter(beta.key)
     assert beta.key not in tiny_hf._loaded
-    assert list(tiny_hf.generate_ids(PROMPTS[2], beta, GREEDY)) == before
+    assert list(tiny_hf.generate_ids(tiny_hf.tokenize(PROMPTS[2]), beta, GREEDY)) == before
 
 
 def test_sampling_is_reproducible_under_a_seed(tiny_llamacpp, tiny_hf):
     hot = GenerationSettings(max_tokens=8, temperature=1.5, top_k=0, top_p=1.0, seed=7)
     for engine in (tiny_llamacpp, tiny_hf):
-        first = list(engine.generate_ids(PROMPTS[1], None, hot))
-        assert list(engine.generate_ids(PROMPTS[1], None, hot)) == first
+        first = list(engine.generate_ids(engine.tokenize(PROMPTS[1]), None, hot))
+        assert list(engine.generate_ids(engine.tokenize(PROMPTS[1]), None, hot)) == first
 
 
 def test_max_tokens_is_respected(tiny_llamacpp, tiny_hf):
     for engine in (tiny_llamacpp, tiny_hf):
-        assert len(list(engine.generate_ids(PROMPTS[0], None, GenerationSettings(max_tokens=3)))) == 3
+        assert len(list(engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GenerationSettings(max_tokens=3)))) == 3
 
 
 class ScriptedEngine:
@@ -97,10 +97,10 @@ class ScriptedEngine:
         self.pieces, self.prompt_format, self.prompts = pieces, get_format(prompt_format), []
 
     def tokenize(self, text):
+        self.prompts.append(text)
         return [2] * len(text.split())
 
-    def generate_ids(self, prompt, adapter, settings):
-        self.prompts.append(prompt)
+    def generate_ids(self, prompt_ids, adapter, settings):
         yield from range(10, 10 + len(self.pieces))
 
     def detokenize(self, ids):
@@ -132,8 +132,8 @@ def test_two_chats_decode_at_once_each_with_its_own_adapter(tiny_base, tiny_regi
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=2)
     alpha, beta = tiny_registry.get("alpha"), tiny_registry.get("beta")
-    serial = {a.key: list(engine.generate_ids(PROMPTS[1], a, GREEDY)) for a in (alpha, beta)}
-    streams = {a.key: engine.generate_ids(PROMPTS[1], a, GREEDY) for a in (alpha, beta)}
+    serial = {a.key: list(engine.generate_ids(engine.tokenize(PROMPTS[1]), a, GREEDY)) for a in (alpha, beta)}
+    streams = {a.key: engine.generate_ids(engine.tokenize(PROMPTS[1]), a, GREEDY) for a in (alpha, beta)}
     got = {key: [] for key in streams}
     for _ in range(GREEDY.max_tokens):
         for key, stream in streams.items():
@@ -151,13 +151,13 @@ def test_requests_beyond_the_slots_wait_their_turn(tiny_base, tiny_registry):
     from assistant.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
-    expected = list(engine.generate_ids(PROMPTS[0], None, GREEDY))
+    expected = list(engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GREEDY))
     slot, gate = engine._slots[0], threading.Event()
     evaluate = slot.evaluate
     slot.evaluate = lambda tokens: (gate.wait(), evaluate(tokens))
-    holder = engine.generate_ids(PROMPTS[0], None, GREEDY)
+    holder = engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GREEDY)
     wait_for(lambda: engine.stats()["busy"] == 1, timeout=30, what="the first request to take the slot")
-    waiter = engine.generate_ids(PROMPTS[0], None, GREEDY)
+    waiter = engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GREEDY)
     wait_for(lambda: engine.waiting() == 1, timeout=30, what="the second request to wait")
     slot.evaluate = evaluate
     gate.set()

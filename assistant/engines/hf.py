@@ -113,13 +113,15 @@ class HFEngine:
     def detokenize(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
-    def generate_ids(self, prompt: str, adapter, settings: GenerationSettings) -> Iterator[int]:
+    def generate_ids(self, prompt_ids: list[int], adapter, settings: GenerationSettings) -> Iterator[int]:
         """Token ids one at a time, with a KV cache; greedy when temperature is 0.
 
         The decode runs in its own thread (engines.handoff), so a reader that stops reading never
         keeps the engine's lock: the decode ends at the next token and lets the lock go.
         """
-        ids = self.tokenize(prompt)
+        ids = list(prompt_ids)
+        if not ids:
+            raise EngineError("an empty prompt has nothing to continue")
 
         def produce(emit, cancelled) -> None:
             while not self._lock.acquire(timeout=0.1):  # wait our turn, leaving if the reader left

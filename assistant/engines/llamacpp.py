@@ -254,8 +254,10 @@ class LlamaCppEngine:
     def n_ctx(self) -> int:
         return self._slots[0].n_ctx()
 
-    def generate_ids(self, prompt: str, adapter, settings: GenerationSettings) -> Iterator[int]:
-        tokens = self.tokenize(prompt)
+    def generate_ids(self, prompt_ids: list[int], adapter, settings: GenerationSettings) -> Iterator[int]:
+        tokens = list(prompt_ids)
+        if not tokens:
+            raise EngineError("an empty prompt has nothing to continue")
         if len(tokens) + settings.max_tokens > self.n_ctx():
             raise EngineError(f"the conversation is too long ({len(tokens)} tokens); clear the chat and ask again")
         return self._stream(tokens, adapter, settings)
@@ -301,15 +303,15 @@ class LlamaCppEngine:
         finally:
             sampler.close()
 
-    def next_token_logits(self, prompt: str, adapter) -> object:
-        """The full next-token distribution after `prompt` (tests compare it with transformers)."""
+    def next_token_logits(self, prompt_ids: list[int], adapter) -> object:
+        """The full next-token distribution after `prompt_ids` (tests compare it with transformers)."""
         slot = self._acquire()
         try:
             with self._cond:
                 handle = self._load_locked(adapter.key, adapter.gguf_path) if adapter is not None else None
                 slot.set_adapter(adapter.key if adapter is not None else None, handle)
             slot.forget()
-            slot.evaluate(self.tokenize(prompt))
+            slot.evaluate(list(prompt_ids))
             return slot.logits()
         finally:
             self._release(slot)
