@@ -59,7 +59,7 @@ adapters: setup
 	$(BIN)/python scripts/build_adapters.py
 
 lint: setup
-	$(BIN)/ruff check assistant ui tests benchmarks
+	$(BIN)/ruff check assistant ui api tests benchmarks
 
 clean:
 	rm -rf $(VENV) var

@@ -2,10 +2,13 @@
 
 The file (`assistant serve --auth FILE`) is JSON, written by `assistant user add`:
 
-    {"users": {"amina": {"role": "trainer", "password": "scrypt$16384$8$1$<salt hex>$<hash hex>"}}}
+    {"users": {"amina": {"role": "trainer", "password": "scrypt$16384$8$1$<salt hex>$<hash hex>",
+                         "api_key": "sha256$<hash hex>"}}}
 
 Roles: `farmer` chats; `trainer` may also train, export and delete adapters. Passwords are stored
-only as salted scrypt hashes, compared in constant time. Failed log-ins slow down the client
+only as salted scrypt hashes, compared in constant time. An API key (`assistant user key NAME`,
+for the OpenAI-compatible API) is random and stored only as its sha256; one per user, re-issuing
+replaces it, `--revoke` removes it. Failed log-ins slow down the client
 address that fails (assistant.throttle), never the account: the right password from anywhere else
 still works. User names are case-insensitive: `normal_name` is the one place that says so, and
 every lookup goes through it.
@@ -16,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import sys
@@ -31,6 +33,8 @@ FARMER, TRAINER = "farmer", "trainer"
 MAX_PASSWORD = 1024  # longer is refused unhashed: no real password is, and scrypt over MBs is work
 _SCRYPT = (2 ** 14, 8, 1)  # n, r, p: ~50 ms and 16 MB per check on this machine's cores
 _USER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_KEY_HASH = re.compile(r"sha256\$[0-9a-f]{64}")
+KEY_PREFIX = "fa-"  # "field assistant": tells a leaked key's origin at a glance (secret scanners)
 
 
 def normal_name(name: str | None) -> str:
@@ -68,6 +72,7 @@ class User:
     name: str
     role: str
     password: str  # the scrypt hash, never the password
+    api_key: str | None = None  # "sha256$<hex>" of the user's API key, never the key itself
 
 
 class Users:
@@ -75,7 +80,10 @@ class Users:
 
     def __init__(self, users: dict[str, User], path: Path | None = None):
         self.users, self.path = users, path
+        # One throttle for failed log-ins and failed API keys: a guesser gains nothing by alternating.
         self.throttle = LoginThrottle()
+        self._by_key = {u.api_key: u for u in users.values() if u.api_key}
+        self._stamp = _stamp(path)
 
     @classmethod
     def load(cls, path: Path) -> Users:
@@ -99,12 +107,54 @@ class Users:
             if not str(entry.get("password", "")).startswith("scrypt$"):
                 raise AuthError(f"users file {path}: user {name!r} has no scrypt password hash "
                                 "(plain-text passwords are refused; use `assistant user add`)")
-            users[name] = User(name, entry["role"], entry["password"])
+            key = entry.get("api_key")
+            if key is not None and not (isinstance(key, str) and _KEY_HASH.fullmatch(key)):
+                raise AuthError(f"users file {path}: user {name!r} has a malformed api_key (expected sha256$<hex>; "
+                                "issue a new one with `assistant user key`)")
+            users[name] = User(name, entry["role"], entry["password"], key)
         return cls(users, path)
+
+    def by_key(self, key: str | None) -> User | None:
+        """The user whose API key this is, or None. A dict lookup by the key's sha256 is safe against
+        timing: what a probe could learn is about the hash, and a preimage of it is out of reach."""
+        if not key or len(key) > MAX_PASSWORD:
+            return None
+        return self._by_key.get(hash_key(key))
+
+    def check_key(self, key: str | None, client: str, now: float | None = None) -> tuple[User | None, float]:
+        """(the key's user, 0) or (None, 0) for a bad key, counted as a failure of `client` like a wrong
+        password; (None, seconds) while the client must wait after its failures: not even checked."""
+        now = time.monotonic() if now is None else now
+        wait = self.throttle.wait_s(client, now)
+        if wait > 0:
+            return None, wait
+        self._reload_keys()
+        user = self.by_key(key)
+        if user is None:
+            self.throttle.end(client, False, now)
+            if delay := delay_after(self.throttle.failures(client)):
+                print(f"api key: {client} has failed {self.throttle.failures(client)} times; its next key is "
+                      f"checked in {delay:.0f} s at the earliest", file=sys.stderr, flush=True)
+        return user, 0.0
 
     def role(self, name: str | None) -> str | None:
         user = self.users.get(normal_name(name))
         return user.role if user else None
+
+    def _reload_keys(self) -> None:
+        """Keys issued or revoked since the app started count at once (a revoked key must not wait for
+        a restart). The file is written atomically, so it is read whole or not at all; one that fails
+        to load (a bad hand edit) leaves the keys as they were. Roles and passwords stay as read at start."""
+        stamp = _stamp(self.path)
+        if stamp is None or stamp == self._stamp:
+            return
+        try:
+            fresh = Users.load(self.path).users
+        except AuthError as exc:
+            print(f"api keys: not reloaded: {exc}", file=sys.stderr, flush=True)
+            return
+        self._stamp = stamp
+        self._by_key = {u.api_key: self.users[n] for n, u in fresh.items() if u.api_key and n in self.users}
 
     def check(self, name: str, password: str, client: str = "local", now: float | None = None) -> bool:
         """Gradio's log-in callback: True lets the user in. A client that keeps failing waits
@@ -128,27 +178,70 @@ class Users:
         return ok
 
 
+def _stamp(path: Path | None):
+    try:
+        stat = Path(path).stat() if path is not None else None
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None
+
+
 _DUMMY_HASH = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32
 
 
 def add_user(path: Path, name: str, role: str, password: str) -> None:
-    """Create or update one user in the users file (atomically; the file is readable by its owner only)."""
+    """Create or update one user in the users file (atomically; the file is readable by its owner only).
+    An existing user keeps their API key."""
     name = normal_name(name)
     if not _USER.fullmatch(name):
         raise AuthError("a user name is 1-64 characters: lower-case letters, digits, '.', '_' or '-'")
     if role not in ROLES:
         raise AuthError(f"role must be one of {', '.join(ROLES)}")
     path = Path(path)
-    data = {"users": {}}
-    if path.exists():
-        data = {"users": {n: {"role": u.role, "password": u.password} for n, u in Users.load(path).users.items()}}
-    data["users"][name] = {"role": role, "password": hash_password(password)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
+    users = Users.load(path).users if path.exists() else {}
+    old = users.get(name)
+    users[name] = User(name, role, hash_password(password), old.api_key if old else None)
+    _write(path, users)
+
+
+def hash_key(key: str) -> str:
+    """How an API key is stored. sha256, not scrypt: a key is 256 random bits, so there is no
+    dictionary to try and nothing for a slow hash to protect; a slow hash would only make every API
+    request pay ~50 ms (and a key check could not be a dict lookup)."""
+    return "sha256$" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue_key(path: Path, name: str) -> str:
+    """A new API key for an existing user, replacing their old one; returns the key (shown once)."""
+    path, name = Path(path), normal_name(name)
+    users = Users.load(path).users
+    if name not in users:
+        raise AuthError(f"no user {name!r} in {path}; add them first with `assistant user add {name}`")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
+    users[name].api_key = hash_key(key)
+    _write(path, users)
+    return key
+
+
+def revoke_key(path: Path, name: str) -> bool:
+    """Remove a user's API key; False when they had none."""
+    path, name = Path(path), normal_name(name)
+    users = Users.load(path).users
+    if name not in users:
+        raise AuthError(f"no user {name!r} in {path}")
+    had = users[name].api_key is not None
+    users[name].api_key = None
+    _write(path, users)
+    return had
+
+
+def _write(path: Path, users: dict[str, User]) -> None:
+    from assistant.fsutil import write_json_atomic
+
+    entries = {}
+    for n, u in users.items():
+        entries[n] = {"role": u.role, "password": u.password, **({"api_key": u.api_key} if u.api_key else {})}
+    write_json_atomic(path, {"users": entries}, mode=0o600)  # secrets: readable by the owner only
 
 
 class Access:

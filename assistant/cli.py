@@ -88,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a reverse proxy (address or network, repeatable) whose X-Forwarded-For names the "
                             "client; without one, the client is the connection's peer")
 
-    user = sub.add_parser("user", help="add a user to a users file (for serve --auth), or change their password")
-    user.add_argument("action", choices=["add"])
+    user = sub.add_parser("user", help="add a user to a users file (for serve --auth) or change their password "
+                          "(add); issue or revoke their API key (key)")
+    user.add_argument("action", choices=["add", "key"])
     user.add_argument("name")
+    user.add_argument("--revoke", action="store_true", help="with key: remove the user's API key")
     user.add_argument("--role", default="farmer", help="farmer (chats) or trainer (also trains, exports, deletes)")
     user.add_argument("--file", required=True, help="the users file to create or update")
     user.add_argument("--password-stdin", action="store_true", help="read the password from stdin (for scripts)")
@@ -370,6 +372,9 @@ def cmd_user(args) -> int:
 
     from assistant.auth import AuthError, add_user
 
+    if args.action == "key":
+        return _user_key(args)
+
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -381,6 +386,26 @@ def cmd_user(args) -> int:
     except AuthError as exc:
         return _fail(str(exc), 2)
     print(f"{args.name.strip().lower()} ({args.role}) saved in {args.file}")
+    return 0
+
+
+def _user_key(args) -> int:
+    """Issue (or --revoke) a user's API key: printed once on stdout, stored only as its hash."""
+    from assistant.auth import AuthError, issue_key, normal_name, revoke_key
+
+    name = normal_name(args.name)
+    try:
+        if args.revoke:
+            had = revoke_key(Path(args.file), name)
+            print(f"{name}: API key revoked" if had else f"{name} had no API key; nothing changed")
+            return 0
+        key = issue_key(Path(args.file), name)
+    except AuthError as exc:
+        return _fail(str(exc), 2)
+    print(key)  # alone on stdout, for scripts; the rest goes to stderr
+    print(f"API key for {name} saved (as a hash) in {args.file}; it is shown only now, and replaces any "
+          "earlier key. A running app takes it at its next API request.",
+          file=sys.stderr)
     return 0
 
 

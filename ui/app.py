@@ -210,6 +210,7 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
           max_upload_mb: int = 20, trusted_proxies=()) -> None:
     from starlette.middleware import Middleware
 
+    from api.app import Dispatch, create_api
     from assistant.jobs import JobManager
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -222,9 +223,12 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     # api_open=False: Gradio's direct /run/... route would skip the queue, its slots and the per-user limit.
     demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE, api_open=False)
     fairness.limit_per_user(demo, "chat", clients)
-    middleware = [Middleware(gate.Gate, access=access, clients=clients, max_upload_bytes=int(max_upload_mb) * 2 ** 20,
+    # api.app.Dispatch first: /v1/... (the OpenAI-compatible API, same port) never reaches the Gate or Gradio.
+    middleware = [Middleware(Dispatch, api=create_api(assistant, access, clients)),
+                  Middleware(gate.Gate, access=access, clients=clients, max_upload_bytes=int(max_upload_mb) * 2 ** 20,
                              trainer_dirs=[assistant.registry.data_dir])]
-    print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name})", flush=True)
+    print(f"Serving on http://{host}:{port}  (base: {assistant.base.name}; engine: {assistant.engine.name}; "
+          f"OpenAI-compatible API at http://{host}:{port}/v1)", flush=True)
     auth = None
     if users is not None:
         auth = gate.login_callback(users)
