@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from assistant.base import BaseError, resolve_base
-from assistant.gguf.reader import read_metadata
+from assistant.gguf import GGUFReadError
+from assistant.gguf.reader import read_metadata, read_tokenizer
 
 
 def test_embedded_base_identity_is_the_package_sha256(embedded):
@@ -30,6 +31,26 @@ def test_our_metadata_reader_agrees_with_gguf_reader(tiny_base):
                 "tokenizer.ggml.eos_token_id", "gemma3.attention.sliding_window"):
         assert ours[key] == reader.fields[key].contents()
     assert "tokenizer.ggml.tokens" not in ours  # arrays are skipped, which is what makes it fast
+    tokenizer = {key: (value, vtype, sub) for key, value, vtype, sub in read_tokenizer(tiny_base.gguf_path)}
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.model"):
+        field = reader.fields[key]
+        assert tokenizer[key][0] == field.contents(), key
+        assert tokenizer[key][1] == field.types[0], key
+
+
+def test_a_truncated_or_hostile_gguf_header_is_a_read_error(tiny_base, tmp_path):
+    import struct
+
+    head = tiny_base.gguf_path.read_bytes()[:4096]
+    hostile = {"truncated.gguf": head[:1000],
+               "huge-string.gguf": b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 1 << 40) + b"k",
+               "version-9.gguf": b"GGUF" + struct.pack("<IQQ", 9, 0, 0)}
+    for name, data in hostile.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(GGUFReadError):
+            read_metadata(tmp_path / name)
+        with pytest.raises(GGUFReadError):
+            read_tokenizer(tmp_path / name)
 
 
 def test_gguf_file_base(tiny_base):
