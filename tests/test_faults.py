@@ -19,9 +19,9 @@ import pytest
 from tiny import wait_for
 
 from assistant.engines import EngineError, GenerationSettings
+from assistant.fsutil import sha256_file
 from assistant.jobs import JobManager
 from assistant.paths import SHIPPED_ADAPTERS
-from assistant.fsutil import sha256_file
 from assistant.registry import AdapterError, Registry
 from assistant.service import Assistant
 
