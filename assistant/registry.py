@@ -266,7 +266,7 @@ class Registry:
                 raise AdapterError(f"refusing to publish '{name}': {problem}")
             target = self.local_dir / name / f"v{version}"
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging, target)
+            os.replace(staging, target)  # not fsutil.move_into_place: an existing version is never replaced
         return self._load(target, "local")
 
     def delete(self, name: str) -> list[Adapter]:
