@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="put the adapter's nearest indexed Q&A pairs into the prompt (sources go to stderr)")
     chat.add_argument("--max-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
+    chat.add_argument("--json", action="store_true",
+                      help="print one JSON object: answer, adapter, version, checked, sources, suggestions, label")
 
     adapters = sub.add_parser("adapters", help="list adapters and whether each can be used")
     _common(adapters)
@@ -131,16 +133,23 @@ def cmd_chat(args) -> int:
         _registry(args).get(args.adapter.strip())  # a wrong name fails before the model loads
     assistant = _open(args)
     planned = args.ground or is_auto(args.adapter)
-    if planned:
-        assistant.open_knowledge(owner=False)  # a temporary copy when an app owns the index
+    if args.adapter.strip().lower() not in ("", "none", "base"):
+        assistant.open_knowledge(owner=False)  # to check the answer; a temporary copy when an app owns it
     try:
         answer = assistant.answer([{"role": "user", "content": args.question}], args.adapter, settings, args.ground)
-        if planned:
+        if planned and not args.json:
             print(describe_plan(answer.plan), file=sys.stderr, flush=True)
+        if args.json:
+            answer.read()
+            print(json.dumps(answer.describe(), ensure_ascii=False))
+            return 0
         for piece in answer:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+        for suggestion in answer.suggestions:
+            print(f"did you mean: {suggestion}", file=sys.stderr)
+        print(f"— {answer.label}", file=sys.stderr, flush=True)
     finally:
         assistant.close()
     return 0

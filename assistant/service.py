@@ -24,6 +24,8 @@ from assistant.base import Base, resolve_base
 from assistant.engines import Engine, GenerationSettings, create_engine
 from assistant.paths import SHIPPED_ADAPTERS, default_data_dir
 from assistant.registry import Adapter, Registry
+from assistant.store import Store
+from assistant.trust import cover, is_follow_up, policy_of, retrieval_question
 
 NO_ADAPTER_NAMES = ("", "none", "base")
 
@@ -31,10 +33,11 @@ __all__ = ["Answer", "AnswerRequestError", "Assistant", "NO_ADAPTER_NAMES"]
 
 
 class Assistant:
-    def __init__(self, base: Base, engine: Engine, registry: Registry, knowledge=None):
+    def __init__(self, base: Base, engine: Engine, registry: Registry, knowledge=None, store: Store | None = None):
         self.base = base
         self.engine = engine
         self.registry = registry
+        self.store = store  # where questions without a checked answer are recorded for the trainers
         self.knowledge = knowledge  # grounding.Knowledge; None until open_knowledge (or without one)
         self.knowledge_problem = ""  # why there is no knowledge index, when there is none
         self._knowledge_lock = threading.Lock()
@@ -45,7 +48,8 @@ class Assistant:
         base = resolve_base(base_spec, cache_dir)
         registry = Registry(base.sha256, Path(data_dir or default_data_dir()), shipped_dir)
         registry.sweep_staging()  # leftovers of a crashed build are never listed, and go now
-        return cls(base, create_engine(engine, base, **engine_options), registry)
+        store = Store.open(registry.data_dir)
+        return cls(base, create_engine(engine, base, **engine_options), registry, store=store)
 
     # the knowledge index ------------------------------------------------------------------------
     def open_knowledge(self, owner: bool) -> None:
@@ -92,17 +96,40 @@ class Assistant:
         return plan_answer(self.knowledge, self.registry, messages, adapter, ground, self.knowledge_problem)
 
     def answer(self, messages: list[dict], adapter: str | None, settings: GenerationSettings | None = None,
-               ground: bool = False, stop: tuple[str, ...] = ()) -> Answer:
-        """The answer to the conversation's last user message, ready to stream.
+               ground: bool = False, stop: tuple[str, ...] = (), user: str | None = None) -> Answer:
+        """The answer to the conversation's last user message, ready to stream; checked against the
+        answering adapter's own Q&A, withheld, or marked not checked (see assistant.trust).
 
         Everything that can be refused is refused here, before any token is decoded: a conversation
         that does not end with a question (AnswerRequestError), an unknown or broken adapter
         (UnknownAdapter / AdapterError), a prompt longer than the context (PromptTooLong).
         """
+        from assistant.grounding.plan import with_facts
+
         messages = _checked_messages(messages)
         plan = self.plan(messages, adapter, bool(ground))
         chosen = self.resolve_adapter(plan.adapter)
-        return Answer.start(self.engine, plan, chosen, settings or GenerationSettings(), tuple(stop))
+        settings = settings or GenerationSettings()
+        policy, question = policy_of(chosen), retrieval_question(messages)
+        coverage = cover(self.knowledge, chosen, question)
+        if coverage.pair is None and policy == "checked":
+            answer = Answer.withhold(self.engine, plan, chosen, settings, coverage, question, is_follow_up(messages))
+            self._record_open_question(answer, user)
+            return answer
+        if coverage.pair is not None and not plan.sources and (ground or policy == "checked"):
+            # The covering pair in the prompt: the model then says what the pair says far more often.
+            plan.messages = with_facts(plan.messages, [coverage.pair])
+        return Answer.start(self.engine, plan, chosen, settings, tuple(stop), policy, coverage, question)
+
+    def _record_open_question(self, answer: Answer, user: str | None) -> None:
+        if self.store is None:
+            return
+        nearest = [{"question": m.question, "similarity": m.similarity} for m in answer.coverage.nearest]
+        try:
+            self.store.record_open_question(answer.question, answer.adapter, answer.version,
+                                            answer.coverage.note or "no checked answer", nearest, user)
+        except Exception as exc:  # a full disk must not cost the farmer the answer; the log says it
+            print(f"could not record the open question: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     def ask(self, question: str, adapter: str | None = None, settings: GenerationSettings | None = None,
             ground: bool = False) -> str:

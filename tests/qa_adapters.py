@@ -34,7 +34,7 @@ def dataset_manifest(data: bytes, rows: list[dict]) -> dict:
                         "test_pairs": sum(r.get("split") == "test" for r in rows)}}
 
 
-def publish_fake_adapter(registry: Registry, name: str, rows: list[dict]):
+def publish_fake_adapter(registry: Registry, name: str, rows: list[dict], **manifest_extra):
     """A structurally valid adapter (peft config, one-tensor safetensors, GGUF magic) with a dataset."""
     import numpy as np
     from safetensors.numpy import save_file
@@ -46,7 +46,8 @@ def publish_fake_adapter(registry: Registry, name: str, rows: list[dict]):
     (staging / "adapter.gguf").write_bytes(b"GGUF" + bytes(28))
     data = jsonl(rows)
     (staging / "dataset.jsonl").write_bytes(data)
-    manifest = {"base_sha256": registry.base_sha256, "prompt_format": "qa", **dataset_manifest(data, rows)}
+    manifest = {"base_sha256": registry.base_sha256, "prompt_format": "qa", **dataset_manifest(data, rows),
+                **manifest_extra}
     return registry.publish(staging, name, manifest)
 
 

@@ -15,7 +15,7 @@ from ui import app
 
 def _assistant(names):
     adapters = [SimpleNamespace(name=n, version=1, usable=True, problem="") for n in names]
-    return SimpleNamespace(adapters=lambda: adapters, knowledge=None)
+    return SimpleNamespace(adapters=lambda: adapters, sync_knowledge=lambda: None)
 
 
 def test_opening_the_list_updates_choices_only():

@@ -24,7 +24,8 @@ def test_an_answer_carries_its_adapter_version_label_and_usage(assistant, tiny_l
     beta = tiny_registry.get("beta")
     assert text == "".join(stream_text(tiny_llamacpp, QUESTION, beta, SHORT)).strip() == answer.text
     assert (answer.adapter, answer.version, answer.chosen_by) == ("beta", beta.version, "request")
-    assert answer.label == f"beta v{beta.version}" and answer.sources == []
+    assert answer.label == f"beta v{beta.version} · not checked — may be wrong" and answer.sources == []
+    assert (answer.policy, answer.checked, answer.withheld) == ("open", False, False)
     assert answer.finish_reason in ("stop", "length")
     usage = answer.usage()
     assert usage["prompt_tokens"] == len(tiny_llamacpp.tokenize(answer.prompt)) > 0
@@ -35,7 +36,9 @@ def test_an_answer_carries_its_adapter_version_label_and_usage(assistant, tiny_l
 def test_the_bare_base_and_its_spellings(assistant):
     for name in (None, "", "none", "base", " Base "):
         answer = assistant.answer(QUESTION, name, SHORT)
-        assert (answer.adapter, answer.version, answer.label) == (None, None, "base model")
+        assert (answer.adapter, answer.version) == (None, None)
+        answer.read()
+        assert answer.label == "base model · not checked — may be wrong"
     assert assistant.ask("What is the capital of France?", None, SHORT) == assistant.answer(QUESTION, "none", SHORT).read()
 
 
