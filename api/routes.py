@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 
 import anyio
@@ -33,6 +34,9 @@ SPECIAL_MODELS = ("base", "auto")
 
 def build_router(assistant, access, clients, door: Door) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    # The service records who asked a question it could not answer, where it takes a user (a key's
+    # user name; None on a local app).
+    takes_user = "user" in inspect.signature(assistant.answer).parameters
 
     def caller_of(request: Request) -> Caller:
         peer = request.client.host if request.client else None
@@ -71,8 +75,9 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
         entered = True
         try:
             try:
+                who = {"user": caller.name} if takes_user else {}
                 answer = await anyio.to_thread.run_sync(
-                    lambda: assistant.answer(chat.messages, chat.model, chat.settings, chat.ground, chat.stop))
+                    lambda: assistant.answer(chat.messages, chat.model, chat.settings, chat.ground, chat.stop, **who))
             except Exception as exc:  # noqa: BLE001 - refused before any token: a 4xx in OpenAI's shape
                 raise from_service(exc) from None
             pump = Pump(answer, asyncio.get_running_loop()).start()
@@ -165,7 +170,7 @@ def _mid_stream(exc: BaseException) -> ApiError:
 
 
 def _models(assistant) -> list[dict]:
-    base = assistant.base.name
+    base = {"name": assistant.base.name, "sha256": getattr(assistant.base, "sha256", None)}
     created = 0
     out = [schemas.model_object("base", created, base, adapter=None, description="the base model, no adapter"),
            schemas.model_object("auto", created, base, adapter=None,

@@ -172,9 +172,16 @@ def _number(value, name: str, low: float, high: float, default: float, open_low:
 
 # responses ---------------------------------------------------------------------------------------
 
+# Whether an answer was checked against the adapter's Q&A (assistant.trust), where the service says so.
+TRUST_FIELDS = ("policy", "checked", "replaced", "withheld", "check_reason")
+
+
 def extras(answer) -> dict:
-    """What this product adds to a completion: who answered, how it was chosen, the grounding."""
-    return {"adapter": answer.adapter, "version": answer.version, "chosen_by": answer.chosen_by,
+    """What this product adds to a completion: who answered, how it was chosen, the grounding (and
+    whether it was checked, where the service tells)."""
+    trust = {name: getattr(answer, name) for name in TRUST_FIELDS if isinstance(getattr(answer, name, None),
+                                                                                  (str, bool))}
+    return {**trust, "adapter": answer.adapter, "version": answer.version, "chosen_by": answer.chosen_by,
             "route_reason": answer.route_reason, "label": answer.label, "grounding_note": answer.grounding_note,
             "sources": [{"adapter": m.adapter, "version": m.version, "question": m.question, "answer": m.answer,
                          "similarity": round(float(m.similarity), 4)} for m in answer.sources]}
@@ -199,6 +206,7 @@ def usage_chunk(request: ChatRequest, answer) -> dict:
             "model": request.model, "system_fingerprint": None, "choices": [], "usage": answer.usage()}
 
 
-def model_object(model_id: str, created: int, base_name: str, **info) -> dict:
+def model_object(model_id: str, created: int, base: dict, **info) -> dict:
+    """`base`: {name, sha256} of the base every model here runs on (the sha256 is its identity)."""
     return {"id": model_id, "object": "model", "created": created, "owned_by": "field-assistant",
-            EXTRA: {"base": base_name, **info}}
+            EXTRA: {"base": base, **info}}
