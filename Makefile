@@ -51,6 +51,7 @@ bench: setup
 	$(BIN)/python benchmarks/chat.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/grounding.py
+	$(BIN)/python benchmarks/trust.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/upload_isolation.py
