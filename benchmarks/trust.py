@@ -28,7 +28,9 @@ What it reports, each row with its target (issue 14):
    follow-up; resolved-correct when the expected pair's keywords are in a non-withheld answer, asked
    back when the answer is withheld, asks a question or offers suggestions where the set expects it.
 6. Latency: seconds per answer, service vs plain, median and p90 over the same questions (the order
-   alternates per question, to cancel drift); target: service median <= 1.20 x plain median.
+   alternates per question, to cancel drift); target: service median <= 1.20 x plain median, over
+   every answer and over the answers the service decoded (a withheld answer decodes nothing, so it
+   is faster than the plain one: over every answer the ratio flatters the checking path).
 7. Retrieval on the in-scope sets: recall@1 of the service's sources (`sources[0].question` is the
    paraphrased pair) and of the index's own nearest neighbour, with the distribution of the nearest
    similarity (min, p10, median).
@@ -39,7 +41,7 @@ that lacks some of them; it says which were missing and what it assumed.
 
 Usage:
   python benchmarks/trust.py [--limit N] [--skip-heldout] [--threads N]
---limit N asks only the first N questions of each set (development). Prints tables and writes
+--limit N asks N questions of each set, spread over it (development). Prints tables and writes
 benchmarks/results/trust.json (every answer, with its verdicts). Exits 0 when a target is missed
 (the row says MISSED); non-zero only when the benchmark itself fails.
 """
@@ -221,6 +223,11 @@ def asks_back(answer: dict) -> bool:
         bool(answer["suggestions"]) and not answer["checked"])
 
 
+def spread(items: list, n: int) -> list:
+    """n items spread evenly over the set (every category, both kinds of follow-up), for --limit."""
+    return items if len(items) <= n else [items[i * len(items) // n] for i in range(n)]
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -243,21 +250,24 @@ def in_scope_section(label: str, items: list[dict], results: list[dict], nearest
             row(f"  {label}: checked", sum(r["service"]["checked"] for r in results)),
             row(f"  {label}: correct but withheld", sum(r["correct_text"] and r["service"]["withheld"]
                                                          for r in results)),
+            row(f"  {label}: withheld, first suggestion right",
+                sum(r["service"]["withheld"] and r["service"]["suggestions"][:1] == [r["pair_question"]]
+                    for r in results)),
             row(f"  {label}: plain answer (today) correct", share(sum(r["plain_correct"] for r in results), n))]
     with_sources = [r for r in results if r["service"]["sources"]]
     top1 = sum(r["service"]["sources"][0]["question"] == r["pair_question"] for r in with_sources)
-    rows += [row(f"  {label}: recall@1 of the service's sources (all questions)", share(top1, n)),
+    rows += [row(f"  {label}: recall@1, service's first source (all questions)", share(top1, n)),
              row(f"  {label}: recall@1 where sources exist", share(top1, len(with_sources))),
              row(f"  {label}: questions with sources", len(with_sources))]
     if nearest and all(m is not None for m in nearest):
         sims = [m["similarity"] for m in nearest]
         hits = sum(m["question"] == item["pair_question"] for m, item in zip(nearest, items, strict=True))
-        rows += [row(f"  {label}: recall@1 of the index's nearest pair", share(hits, n)),
-                 row(f"  {label}: nearest similarity min / p10 / median",
+        rows += [row(f"  {label}: recall@1, the index's nearest pair", share(hits, n)),
+                 row(f"  {label}: nearest similarity, min / p10 / median",
                      f"{min(sims):.2f} / {percentile(sims, 0.1):.2f} / {statistics.median(sims):.2f}")]
         right = [m["similarity"] for m, item in zip(nearest, items, strict=True) if m["question"] == item["pair_question"]]
         if right:
-            rows.append(row(f"  {label}: similarity when the nearest is the right pair, min", min(right)))
+            rows.append(row(f"  {label}: nearest similarity when right, min", min(right)))
     return rows
 
 
@@ -269,7 +279,8 @@ def run(args) -> dict:
     followups = read_jsonl(TRUST / "followups.jsonl")
     heldout = [] if args.skip_heldout else heldout_set()
     if args.limit:
-        in_scope, out_of_scope, followups, heldout = (s[:args.limit] for s in (in_scope, out_of_scope, followups, heldout))
+        in_scope, out_of_scope, followups, heldout = (spread(s, args.limit)
+                                                      for s in (in_scope, out_of_scope, followups, heldout))
     train_rows = [r for r in dataset_rows() if r.get("split") == "train"]
     keywords_of = {r["question"]: list(r.get("keywords") or []) for r in train_rows}
 
@@ -312,7 +323,7 @@ def run(args) -> dict:
         before = cpu_snapshot()
         started = time.perf_counter()
         sets: dict = {}
-        for label, items in (("in scope (datasets/trust)", in_scope), ("held-out paraphrases", heldout)):
+        for label, items in (("trust set", in_scope), ("held-out", heldout)):
             results, nearest = [], []
             for item in items:
                 service, plain = ask_both(assistant, adapter, [{"role": "user", "content": item["question"]}], turn,
@@ -372,7 +383,7 @@ def run(args) -> dict:
     for label, s in sets.items():
         if s["items"]:
             scope_rows += in_scope_section(label, s["items"], s["results"], s["nearest"])
-    sections["In scope: paraphrases of the adapter's Q&A"] = scope_rows
+    sections["In scope: paraphrases of the adapter's Q&A (trust set: datasets/trust/in_scope.jsonl; held-out: its 52 held-out rows)"] = scope_rows
 
     checked = [r for r in every if r["service"]["checked"]]
     contradicting = [r for r in checked if r["contradiction"]]
@@ -386,12 +397,12 @@ def run(args) -> dict:
 
     policies = Counter(str(r["service"]["policy"]) for r in oos_results)
     invented = [r for r in oos_results if r["invented"]]
-    oos_rows = [row("out-of-scope answered with an unchecked fact (checked-only policy)", len(invented), "", "==", 0),
+    oos_rows = [row("out of scope answered with an unchecked fact (checked-only policy)", len(invented), "", "==", 0),
                 row("  out-of-scope questions", len(oos_results)),
                 row("  withheld (no checked answer yet)", sum(r["service"]["withheld"] for r in oos_results)),
                 row("  withheld with suggestions", sum(r["service"]["withheld"] and bool(r["service"]["suggestions"])
                                                        for r in oos_results)),
-                row("  marked checked (a pair matched a question it does not answer)",
+                row("  marked checked (a pair taken for a question it does not answer)",
                     sum(r["service"]["checked"] for r in oos_results)),
                 row("  grounded on a pair (sources shown)", sum(bool(r["service"]["sources"]) for r in oos_results)),
                 row("  policy reported", ", ".join(f"{k}: {v}" for k, v in sorted(policies.items())))]
@@ -401,7 +412,7 @@ def run(args) -> dict:
     sections["Out of scope (datasets/trust/out_of_scope.jsonl)"] = oos_rows
 
     sections["Loops"] = [
-        row("answers that loop (a 4-word sequence 3+ times, or repeating at the token limit)",
+        row("answers that loop (4-word sequence 3+ times, or repeats at the limit)",
             sum(r["service"]["loop"] for r in every), "", "==", 0),
         row("  answers", len(every)),
         row("  answers that ended at the token limit", sum(r["service"]["finish_reason"] == "length" for r in every)),
@@ -413,6 +424,9 @@ def run(args) -> dict:
         row("follow-ups resolved and correct", f"{sum(r['resolved_correct'] for r in resolvable)}/{len(resolvable)}"),
         row("  resolved follow-ups grounded on the expected pair",
             f"{sum(r['right_source'] for r in resolvable)}/{len(resolvable)}"),
+        row("  resolvable follow-ups checked against another pair",
+            sum(r["service"]["checked"] and not r["right_source"] for r in resolvable)),
+        row("  resolvable follow-ups withheld", sum(r["service"]["withheld"] for r in resolvable)),
         row("  plain answer (today): follow-ups correct",
             f"{sum(r['plain_correct'] for r in resolvable)}/{len(resolvable)}"),
         row("follow-ups asked back (or withheld) as expected",
@@ -426,12 +440,13 @@ def run(args) -> dict:
     ratio = statistics.median(service_s) / statistics.median(plain_s) if every else None
     tokens = [r["service"]["completion_tokens"] for r in every if r["service"]["completion_tokens"] is not None]
     sections["Latency per answer (same questions, same run)"] = [
-        row("service median / plain median", ratio, "x", "<=", LATENCY_RATIO),
+        row("service / plain median, every answer", ratio, "x", "<=", LATENCY_RATIO),
         row("  service median", statistics.median(service_s) if every else None, "s"),
         row("  service p90", percentile(service_s, 0.9), "s"),
         row("  plain answer (today) median", statistics.median(plain_s) if every else None, "s"),
         row("  plain answer (today) p90", percentile(plain_s, 0.9), "s"),
-        row("  ratio of medians over the answers the service decoded (not withheld)", decoded_ratio(every), "x"),
+        row("service / plain median, answers the service decoded", decoded_ratio(every), "x",
+            "<=", LATENCY_RATIO),
         row("  p90 ratio", (percentile(service_s, 0.9) / percentile(plain_s, 0.9)) if every else None, "x"),
         row("  service completion tokens, median", statistics.median(tokens) if tokens else None),
         row("  plain completion tokens, median", statistics.median([r["plain"]["tokens"] for r in every]) if every else None),
@@ -467,7 +482,7 @@ def progress(label: str, done: int, total: int, started: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=0, help="ask only the first N questions of each set")
+    parser.add_argument("--limit", type=int, default=0, help="ask N questions of each set, spread over it")
     parser.add_argument("--skip-heldout", action="store_true", help="leave out the adapter's held-out paraphrases")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
     args = parser.parse_args(argv)
