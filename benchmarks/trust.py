@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -315,7 +316,9 @@ def run(args) -> dict:
             try:
                 found = assistant.knowledge.search(question, [(adapter.name, adapter.version)], k=1)
             except Exception as exc:  # the index's API may change under it; the row then says so
-                out["notes"].append(f"index search failed: {type(exc).__name__}: {exc}")
+                note = f"index search failed: {type(exc).__name__}: {exc}"
+                if note not in out["notes"]:
+                    out["notes"].append(note)
                 return None
             return {"question": found[0].question, "similarity": float(found[0].similarity)} if found else None
 
@@ -365,6 +368,7 @@ def run(args) -> dict:
         after = cpu_snapshot()
     finally:
         assistant.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
     # --- rows -----------------------------------------------------------------------------------
     every = [r for s in sets.values() for r in s["results"]] + oos_results + fu_results
