@@ -49,6 +49,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/chat.py
+	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/grounding.py
 	$(BIN)/python benchmarks/trust.py

@@ -74,13 +74,13 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
         door.enter(caller.limit_key)
         entered = True
         try:
+            who = {"user": caller.name} if takes_user else {}
+            pump = Pump(lambda: assistant.answer(chat.messages, chat.model, chat.settings, chat.ground, chat.stop,
+                                                 **who), asyncio.get_running_loop()).start()
             try:
-                who = {"user": caller.name} if takes_user else {}
-                answer = await anyio.to_thread.run_sync(
-                    lambda: assistant.answer(chat.messages, chat.model, chat.settings, chat.ground, chat.stop, **who))
+                answer = await pump.started()
             except Exception as exc:  # noqa: BLE001 - refused before any token: a 4xx in OpenAI's shape
                 raise from_service(exc) from None
-            pump = Pump(answer, asyncio.get_running_loop()).start()
             if chat.stream:
                 entered = False  # the stream leaves the door itself, when it ends
                 return StreamingResponse(_events(chat, answer, pump, door, caller.limit_key),

@@ -22,14 +22,17 @@ from collections.abc import AsyncIterator
 from api.errors import ApiError
 
 AHEAD = 64  # pieces the thread may run ahead of a slow client; then it waits (memory stays bounded)
-_PIECE, _END, _ERROR = "piece", "end", "error"
+_READY, _PIECE, _END, _ERROR = "ready", "piece", "end", "error"
 
 
 class Pump:
-    """Iterates `answer` in a thread of its own; `async for piece in pump` reads it on the loop."""
+    """Starts an answer (`begin()` returns it) and iterates it in a thread of its own: `await
+    pump.started()` gives the answer or raises what `begin` raised (a refusal, before any token);
+    then `async for piece in pump` reads its text on the loop. One thread does both, so the first
+    token costs no second hand-over (anyio's pool, then this thread)."""
 
-    def __init__(self, answer, loop: asyncio.AbstractEventLoop):
-        self.answer, self._loop = answer, loop
+    def __init__(self, begin, loop: asyncio.AbstractEventLoop):
+        self.answer, self._begin, self._loop = None, begin, loop
         self._queue: asyncio.Queue = asyncio.Queue()
         self._room = threading.Semaphore(AHEAD)
         self._gone = threading.Event()
@@ -46,6 +49,12 @@ class Pump:
             self._gone.set()
             self._room.release(AHEAD + 1)  # a thread waiting for room wakes up and sees the flag
 
+    async def started(self):
+        kind, value = await self._queue.get()
+        if kind == _ERROR:
+            raise value
+        return value
+
     async def __aiter__(self) -> AsyncIterator[str]:
         try:
             while True:
@@ -60,6 +69,13 @@ class Pump:
             self.leave()
 
     def _run(self) -> None:
+        try:
+            self.answer = self._begin()
+        except BaseException as exc:  # noqa: B036 - a refusal: the reader answers it with a 4xx
+            self._put(_ERROR, exc)
+            self.closed.set()
+            return
+        self._put(_READY, self.answer)
         try:
             for piece in self.answer:
                 self._room.acquire()
