@@ -93,3 +93,74 @@ def test_cli_user_add_and_serve_refuses_the_network_without_auth(tmp_path, capsy
     assert "does not exist" in capsys.readouterr().err
     assert main(["serve", "--trusted-proxy", "the-proxy"]) == 2
     assert "--trusted-proxy 'the-proxy' is not an IP address or network" in capsys.readouterr().err
+
+
+# API keys ---------------------------------------------------------------------------------------
+
+def test_an_api_key_is_random_shown_once_and_stored_only_as_its_hash(users_file):
+    key = auth.issue_key(users_file, "JOSEPH")
+    raw = users_file.read_text()
+    assert key.startswith(auth.KEY_PREFIX) and len(key) >= 40 and key not in raw
+    assert json.loads(raw)["users"]["joseph"]["api_key"] == auth.hash_key(key)
+    assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
+    users = Users.load(users_file)
+    assert users.by_key(key).name == "joseph" and users.by_key(key).role == "farmer"
+    assert users.by_key(key + "x") is None and users.by_key("") is None and users.by_key(None) is None
+    assert auth.issue_key(users_file, "amina") != key  # random, one per user
+
+
+def test_reissuing_replaces_the_key_revoking_removes_it_and_a_new_password_keeps_it(users_file):
+    old = auth.issue_key(users_file, "joseph")
+    new = auth.issue_key(users_file, "joseph")
+    users = Users.load(users_file)
+    assert users.by_key(old) is None and users.by_key(new).name == "joseph"
+    add_user(users_file, "joseph", "farmer", "a new password")  # the key survives a password change
+    assert Users.load(users_file).by_key(new).name == "joseph"
+    assert auth.revoke_key(users_file, "joseph") is True
+    assert Users.load(users_file).by_key(new) is None
+    assert auth.revoke_key(users_file, "joseph") is False
+    with pytest.raises(AuthError, match="no user"):
+        auth.issue_key(users_file, "nobody")
+
+
+def test_a_running_app_takes_new_and_revoked_keys_at_the_next_check(users_file):
+    users = Users.load(users_file)  # as the app holds it from its start
+    key = auth.issue_key(users_file, "amina")
+    assert users.check_key(key, "198.51.100.1") == (users.users["amina"], 0.0)
+    auth.revoke_key(users_file, "amina")
+    assert users.check_key(key, "198.51.100.1") == (None, 0.0)
+
+
+def test_failed_keys_make_the_client_wait_as_failed_log_ins_do(users_file):
+    from assistant.throttle import FREE_FAILURES
+
+    key = auth.issue_key(users_file, "amina")
+    users = Users.load(users_file)
+    for _ in range(FREE_FAILURES):
+        assert users.check_key("fa-guess", "203.0.113.5", now=100.0) == (None, 0.0)
+    user, wait = users.check_key(key, "203.0.113.5", now=100.0)  # the right key, but this client waits
+    assert user is None and wait > 0
+    assert users.check_key(key, "203.0.113.6", now=100.0)[0].name == "amina"  # another client: as usual
+    assert not users.check("amina", "correct horse battery", client="203.0.113.5", now=100.0)  # one throttle
+
+
+def test_a_malformed_key_hash_in_the_file_is_refused(users_file):
+    data = json.loads(users_file.read_text())
+    data["users"]["joseph"]["api_key"] = "the-key-itself"
+    users_file.write_text(json.dumps(data))
+    with pytest.raises(AuthError, match="malformed api_key"):
+        Users.load(users_file)
+
+
+def test_cli_user_key_prints_only_the_key_and_revokes(users_file, capsys):
+    from assistant.cli import main
+
+    assert main(["user", "key", "joseph", "--file", str(users_file)]) == 0
+    out = capsys.readouterr()
+    key = out.out.strip()
+    assert Users.load(users_file).by_key(key).name == "joseph" and "shown only now" in out.err
+    assert main(["user", "key", "joseph", "--file", str(users_file), "--revoke"]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert Users.load(users_file).by_key(key) is None
+    assert main(["user", "key", "nobody", "--file", str(users_file)]) == 2
+    assert "no user 'nobody'" in capsys.readouterr().err
