@@ -53,6 +53,8 @@ def parse_json(body: bytes) -> dict:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON ({str(exc)[:120]})", None, "invalid_json") from None
+    except RecursionError:  # [[[[... nested beyond Python's stack: refused, not a 500
+        raise bad_request("the request body nests too deeply", None, "invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("the request body must be a JSON object", None, "invalid_json")
     return data
@@ -124,6 +126,9 @@ def _messages(value) -> list[dict]:
             content = "".join(p["text"] for p in content)
         if not isinstance(content, str):
             raise bad_request("the content must be text", f"messages[{i}].content")
+        if not _is_text(content):
+            raise bad_request("the content is not valid Unicode text (a lone surrogate escape)",
+                              f"messages[{i}].content")
         if not content.strip() and message.get("role") == "user":
             raise bad_request("a user message must not be empty", f"messages[{i}].content")
         out.append({"role": message.get("role"), "content": content})
@@ -134,11 +139,20 @@ def _stops(value) -> tuple[str, ...]:
     if value is None:
         return ()
     stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+    if not isinstance(stops, list) or not all(isinstance(s, str) and _is_text(s) for s in stops):
         raise bad_request("'stop' must be a string or a list of strings", "stop")
     if len(stops) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stops):
         raise bad_request(f"at most {MAX_STOPS} stop sequences of at most {MAX_STOP_CHARS} characters", "stop")
     return tuple(s for s in stops if s)
+
+
+def _is_text(text: str) -> bool:
+    """JSON may carry "\ud800", which no tokenizer can encode: refused here, not deep in the engine."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _bool(value, name: str, default: bool) -> bool:

@@ -154,6 +154,12 @@ def _auth(key: str) -> dict:
     (_chat(max_token=5), "max_token"),
     (_chat(x_assistant={"ground": "yes"}), "x_assistant.ground"),
     (_chat(x_assistant={"shout": True}), "x_assistant"),
+    (_chat(model=5), "model"),
+    (_chat(temperature=float("inf")), "temperature"),
+    (_chat(temperature=float("nan")), "temperature"),
+    (_chat(max_tokens=5.0), "max_tokens"),
+    ({"model": "alpha", "messages": [{"role": "user", "content": "\ud800"}]}, "messages[0].content"),
+    (_chat(stop=["\udfff"]), "stop"),
 ])
 def test_bad_requests_name_the_field(body, param):
     with pytest.raises(ApiError) as caught:
@@ -257,6 +263,12 @@ def test_refusals_in_openai_shape(local):
             (client.post("/v1/chat/completions", json=_chat(model="nope")), 404, "model_not_found"),
             (client.get("/v1/nothing"), 404, "not_found"),
             (client.post("/v1/chat/completions", content=b"x" * (2 * 2**20)), 413, "request_too_large"),
+            # no Content-Length (chunked): refused once the first MB has passed, not read to its end
+            (client.post("/v1/chat/completions", content=iter([b"x" * 2**16] * 64)), 413, "request_too_large"),
+            (client.post("/v1/chat/completions", content=b"[" * 100_000), 400, "invalid_json"),
+            (client.post("/v1/chat/completions", content=b'{"model": "alpha", "messages": [{"role": "user", '
+                                                          b'"content": "\\ud800"}]}'),
+             400, "invalid_value"),
         ]:
             assert response.status_code == status, response.text
             error = response.json()["error"]
