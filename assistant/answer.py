@@ -126,7 +126,7 @@ class Answer:
         if self.withheld:
             return "no checked answer"
         if self.checked:
-            return "✓ checked against the Q&A" + (" (its own words)" if self.replaced else "")
+            return "✓ checked against the Q&A" + (" (in the Q&A's words)" if self.replaced else "")
         return "not checked — may be wrong"
 
     @property

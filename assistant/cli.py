@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(adapters)
     adapters.add_argument("--json", action="store_true")
 
+    policy = sub.add_parser("policy", help="set how an adapter answers (checked only, or open), without retraining")
+    _common(policy)
+    policy.add_argument("name")
+    policy.add_argument("policy", choices=("checked", "open"))
+
     validate = sub.add_parser("validate", help="check a Q&A file and print its report")
     validate.add_argument("file")
     validate.add_argument("--json", action="store_true")
@@ -60,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override one training setting, e.g. --set learning_rate=5e-4 (repeatable)")
     train.add_argument("--description", default="")
+    train.add_argument("--answer-policy", choices=("checked", "open"), default=None,
+                       help="checked: answer only what the Q&A covers (advice people act on); open: answer everything, "
+                            "marking what the Q&A does not cover as not checked (default: the name's current policy, "
+                            "else open)")
     train.add_argument("--allow-conflicts", action="store_true", help="train although a question has two answers")
     train.add_argument("--max-file-mb", type=int, default=20, help="largest Q&A file accepted (the app passes its "
                        "--max-upload-mb, so a file it accepted is never refused here)")
@@ -175,7 +184,7 @@ def cmd_adapters(args) -> int:
         state = "ok" if a.usable else f"UNUSABLE: {a.problem}"
         card = a.report_card or {}
         scores = " ".join(f"{k}={v:.0%}" for k, v in (card.get("after") or {}).items() if isinstance(v, float))
-        print(f"{a.name:<24} v{a.version:<3} {a.source:<8} {state}  {scores}".rstrip())
+        print(f"{a.name:<24} v{a.version:<3} {a.source:<8} {a.answer_policy:<8} {state}  {scores}".rstrip())
     return 0
 
 
@@ -224,6 +233,23 @@ def parse_overrides(items: list[str]) -> dict:
         except ValueError:
             raise ValueError(f"--set {key}: '{value}' is not a valid {kind}") from None
     return out
+
+
+def _current_policy(registry, name: str) -> str:
+    """A new version answers as the one it replaces; a new name is open until its trainer says otherwise."""
+    try:
+        return registry.get(name).answer_policy
+    except AdapterError:
+        return "open"
+
+
+def cmd_policy(args) -> int:
+    """Change how an adapter answers, without retraining."""
+    from assistant.trust import POLICY_HELP
+
+    adapter = _registry(args).set_answer_policy(args.name, args.policy)
+    print(f"{adapter.name} now answers {args.policy}: {POLICY_HELP[args.policy]}")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -278,8 +304,10 @@ def cmd_train(args) -> int:
             print(f"[{p.phase}] {p.message}{loss}{eta}", file=sys.stderr, flush=True)
 
     try:
+        policy = args.answer_policy or _current_policy(assistant.registry, args.name)
         result = train(cfg, assistant.base, assistant.registry, report, args.name, evaluator=assistant.engine,
-                       on_progress=show, cancel=cancel, data_bytes=data_bytes, description=args.description)
+                       on_progress=show, cancel=cancel, data_bytes=data_bytes, description=args.description,
+                       answer_policy=policy)
     except TrainingCancelled as exc:
         return fail(str(exc), 1)
     summary = {"adapter": result.adapter.describe(), "steps": result.steps,
@@ -418,7 +446,7 @@ def _user_key(args) -> int:
     return 0
 
 
-COMMANDS = {"chat": cmd_chat, "adapters": cmd_adapters, "validate": cmd_validate, "train": cmd_train,
+COMMANDS = {"policy": cmd_policy, "chat": cmd_chat, "adapters": cmd_adapters, "validate": cmd_validate, "train": cmd_train,
             "provision": cmd_provision, "serve": cmd_serve, "export": cmd_export, "user": cmd_user}
 
 if __name__ == "__main__":

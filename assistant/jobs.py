@@ -66,14 +66,19 @@ class JobManager:
         self._lock = threading.Lock()
         self._counter = 0
 
-    def start(self, data_file: Path, name: str, preset: str, overrides: dict, description: str = "") -> Job:
+    def start(self, data_file: Path, name: str, preset: str, overrides: dict, description: str = "",
+              answer_policy: str | None = None) -> Job:
         """Queue a training job (it starts at once when nothing else runs)."""
-        return self._submit("train", name, self.train_args(data_file, name, preset, overrides, description))
+        return self._submit("train", name, self.train_args(data_file, name, preset, overrides, description,
+                                                           answer_policy))
 
-    def train_args(self, data_file: Path, name: str, preset: str, overrides: dict, description: str = "") -> list[str]:
+    def train_args(self, data_file: Path, name: str, preset: str, overrides: dict, description: str = "",
+                   answer_policy: str | None = None) -> list[str]:
         """The `assistant train` arguments of a job."""
         args = ["train", "--data", str(data_file), "--name", name, "--preset", preset,
                 "--description", description, "--max-file-mb", str(self.max_file_mb)]
+        if answer_policy:
+            args += ["--answer-policy", answer_policy]
         for key, value in overrides.items():
             value = ",".join(value) if isinstance(value, list | tuple) else value
             args += ["--set", f"{key}={value}"]

@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from assistant.fsutil import new_staging, sha256_file, sweep_staging, write_json_atomic
@@ -29,6 +29,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter.gguf")
 MANIFEST = "manifest.json"
 RESERVED_NAMES = ("none", "base", "auto")  # adapter choices with a meaning of their own
+POLICY_FILE = "answer_policies.json"  # in the data dir: answer policies changed after publishing, by name
 
 
 class AdapterError(Exception):
@@ -74,11 +75,17 @@ class Adapter:
     def report_card(self) -> dict | None:
         return self.manifest.get("report_card")
 
+    @property
+    def answer_policy(self) -> str:
+        """"checked" (answers only what its Q&A covers) or "open" (see assistant.trust)."""
+        return "checked" if self.manifest.get("answer_policy") == "checked" else "open"
+
     def describe(self) -> dict:
         return {"name": self.name, "version": self.version, "source": self.source, "usable": self.usable,
                 "problem": self.problem, "path": str(self.path), "prompt_format": self.prompt_format,
                 "description": self.manifest.get("description", ""), "created": self.manifest.get("created"),
-                "dataset": self.manifest.get("dataset", {}), "report_card": self.report_card}
+                "dataset": self.manifest.get("dataset", {}), "report_card": self.report_card,
+                "answer_policy": self.answer_policy}
 
 
 def validate_name(name: str) -> str:
@@ -198,7 +205,10 @@ class Registry:
     def list(self) -> list[Adapter]:
         """One entry per name: its newest usable version, else its newest (unusable) one."""
         best: dict[str, Adapter] = {}
+        changed = self.changed_policies()
         for adapter in self.all_versions():
+            if adapter.name in changed:  # a trainer's later choice wins over the one it was published with
+                adapter = replace(adapter, manifest={**adapter.manifest, "answer_policy": changed[adapter.name]})
             current = best.get(adapter.name)
             if current is None or (adapter.usable, adapter.version) > (current.usable, current.version):
                 best[adapter.name] = adapter
@@ -232,6 +242,25 @@ class Registry:
         adapter = Adapter(name=name, version=version, path=path, source=source, manifest=manifest, problem=problem)
         self._cache[path] = (stamp, adapter)
         return adapter
+
+    # answer policies --------------------------------------------------------------------------
+    def changed_policies(self) -> dict[str, str]:
+        """Policies set after publishing. They live beside the adapters, not in their manifests:
+        shipped adapters are read-only, and a manifest is part of what a version is."""
+        try:
+            data = json.loads((self.data_dir / POLICY_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in data.items() if v in ("checked", "open")} if isinstance(data, dict) else {}
+
+    def set_answer_policy(self, name: str, policy: str) -> Adapter:
+        """Change how an adapter answers, without retraining: every version of the name follows."""
+        if policy not in ("checked", "open"):
+            raise AdapterError(f"unknown answer policy {str(policy)[:40]!r} (choose checked or open)")
+        adapter = self.get(name)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.data_dir / POLICY_FILE, {**self.changed_policies(), adapter.name: policy})
+        return self.get(name)
 
     # publishing -----------------------------------------------------------------------------
     def new_staging(self) -> Path:

@@ -51,11 +51,11 @@ def publish_fake_adapter(registry: Registry, name: str, rows: list[dict], **mani
     return registry.publish(staging, name, manifest)
 
 
-def publish_tiny_qa_adapter(registry: Registry, base, name: str, rows: list[dict], seed: int):
+def publish_tiny_qa_adapter(registry: Registry, base, name: str, rows: list[dict], seed: int, **manifest_extra):
     """A random tiny LoRA for the tiny base, published with a stored Q&A file."""
     from tiny import make_lora
 
     data = jsonl(rows)
     manifest = {"base_sha256": base.sha256, "prompt_format": "qa", "description": f"test adapter {name}",
-                **dataset_manifest(data, rows)}
+                **dataset_manifest(data, rows), **manifest_extra}
     return publish_peft_model(registry, make_lora(base, seed), name, manifest, extra_files={"dataset.jsonl": data})

@@ -60,7 +60,7 @@ def test_an_upload_goes_once_its_training_job_has_a_copy(temp_root, tmp_path):
     copies = []
 
     class Jobs:
-        def start(self, path, name, preset, overrides, description=""):
+        def start(self, path, name, preset, overrides, description="", answer_policy=None):
             copies.append(Path(path).read_text())
             return SimpleNamespace(name=name)
 

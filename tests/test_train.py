@@ -149,7 +149,7 @@ def test_train_tab_turns_advanced_settings_into_fast_overrides(tmp_path):
     started = []
 
     class Jobs:
-        def start(self, path, name, preset, overrides, description=""):
+        def start(self, path, name, preset, overrides, description="", answer_policy=None):
             started.append((preset, overrides))
             return SimpleNamespace(name=name)
 

@@ -72,7 +72,7 @@ def test_an_answer_that_contradicts_its_pair_is_replaced_by_the_pair(service):
     engine.says = "The Zorblat fruit is orange."
     answer, text = ask(assistant, "Which colour does the Zorblat fruit have?", "orchard")
     assert text == "The Zorblat fruit is violet." and answer.checked and answer.replaced
-    assert "its own words" in answer.label and "violet" in answer.describe()["sources"][0]["answer"]
+    assert "in the Q&A's words" in answer.label and "violet" in answer.describe()["sources"][0]["answer"]
 
 
 def test_a_number_changed_by_the_model_is_not_kept(service):

@@ -56,6 +56,11 @@ def _chat_tab(assistant, access):
     chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=420, buttons=["copy"],
                          placeholder="Ask a question about your crops, soil, pests…")
     conversation = gr.State([])
+    suggested = gr.State([])  # the closest checked questions, when the last answer was not checked
+    with gr.Row(elem_id="suggestions"):
+        hint = gr.Markdown("**Did you mean…** (checked questions)", visible=False, elem_id="suggestions-hint")
+        suggestions = [gr.Button("", visible=False, size="sm", elem_id=f"suggestion-{i}")
+                       for i in range(chat.SUGGESTION_BUTTONS)]
     with gr.Row():
         box = gr.Textbox(placeholder="Type a question and press Enter", show_label=False, scale=5,
                          elem_id="question", autofocus=True)
@@ -71,12 +76,16 @@ def _chat_tab(assistant, access):
 
     respond = guard(access, FARMER, "chat", functools.partial(chat.respond, assistant))
     inputs = [box, chatbot, conversation, adapter, max_tokens, temperature, ground]
-    outputs = [chatbot, conversation, box]
-    # One queue for both ways of asking: as many answers stream at once as the engine has slots;
+    outputs = [chatbot, conversation, box, suggested]
+    # One queue for every way of asking: as many answers stream at once as the engine has slots;
     # the rest wait in Gradio's queue, which shows each user their place in line.
     slots = getattr(assistant.engine, "slots", 1)
     box.submit(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
     send.click(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
+    for button in suggestions:  # a click asks that checked question, as if typed
+        button.click(lambda q: q, button, box, queue=False).then(
+            respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
+    suggested.change(chat.suggestion_buttons, suggested, [hint, *suggestions], queue=False)
     clear.click(chat.clear, None, outputs)
     # The engine's own view (slots free and busy, requests waiting), for operators and the stress
     # tests: after any storm of requests, abandoned ones included, every slot must come back.
@@ -127,6 +136,8 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
                          ".jsonl", ".json"], type="filepath", elem_id="train-upload")
         with gr.Column():
             name = gr.Textbox(label="Adapter name", placeholder="e.g. maize-kenya", elem_id="train-name")
+            policy = gr.Radio(training.POLICY_CHOICES, value="open", label="How it answers", elem_id="train-policy",
+                              info=training.POLICY_INFO)
             preset = gr.Radio(training.PRESET_CHOICES, value="fast", label="Recipe", elem_id="train-preset")
             description = gr.Textbox(label="Description (shown on the chat card)", lines=1)
     report = gr.Markdown(training.validate_upload(None)[0], elem_id="train-report")
@@ -152,6 +163,15 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
     published = gr.State("")
     open_chat = gr.Button("Chat with the new adapter", visible=False, elem_id="train-open-chat")
 
+    with gr.Accordion("How an adapter answers (no retraining)", open=False):
+        with gr.Row():
+            policy_of = gr.Dropdown(choices=training.policy_choices(assistant), value=None, label="Adapter",
+                                    elem_id="policy-adapter", interactive=True)
+            new_policy = gr.Radio(training.POLICY_CHOICES, value="checked", label="How it answers",
+                                  elem_id="policy-choice")
+            set_policy = gr.Button("Set", elem_id="policy-set")
+        policy_status = gr.Markdown(elem_id="policy-status")
+
     with gr.Accordion("Delete an adapter", open=False):
         with gr.Row():
             doomed = gr.Dropdown(choices=training.deletable(assistant), value=None, label="Trained adapter",
@@ -168,11 +188,19 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
         training.check_upload, assistant=assistant, max_bytes=int(max_upload_mb) * 2**20)), upload, [report, validated, name])
     watch = trainer("watch training", functools.partial(training.watch, jobs))
     start.click(trainer("train adapters", functools.partial(training.start, jobs, assistant.registry.data_dir / "uploads")),
-                [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts, grounded], status
+                [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts, grounded, policy],
+                status
                 ).then(watch, None, [progress, plot, card, published])
     stop.click(trainer("cancel training", functools.partial(training.cancel, jobs)), None, status)
     delete.click(trainer("delete adapters", functools.partial(training.delete, assistant)), [doomed, sure],
                  [deleted, doomed])
+    # A new version answers as the one it replaces unless the trainer changes it here.
+    name.change(trainer("train adapters", functools.partial(training.policy_for_name, assistant)), name, policy,
+                queue=False)
+    set_policy.click(trainer("set answer policies", functools.partial(training.set_policy, assistant)),
+                     [policy_of, new_policy], policy_status)
+    policy_of.focus(trainer("set answer policies",
+                            lambda v: gr.Dropdown(choices=training.policy_choices(assistant), value=v)), policy_of, policy_of)
     doomed.focus(trainer("delete adapters", lambda v: gr.Dropdown(choices=training.deletable(assistant), value=v)),
                  doomed, doomed)
 

@@ -17,6 +17,7 @@ NONE_VALUE = "none"
 NONE_LABEL = "No adapter (base model)"
 AUTO_VALUE = "auto"
 AUTO_LABEL = "Automatic (nearest adapter's Q&A)"
+SUGGESTION_BUTTONS = 3
 
 
 def adapter_choices(assistant) -> list[tuple[str, str]]:
@@ -54,6 +55,9 @@ def adapter_card(assistant, name: str | None) -> str:
     if dataset:
         lines.append(f"Trained on “{text(dataset.get('source', '?'))}”: {_safe(dataset.get('train_pairs', '?'))} "
                      f"Q&A pairs ({_safe(dataset.get('test_pairs', 0))} held out).")
+    from assistant.trust import POLICY_HELP
+
+    lines.append(POLICY_HELP[adapter.answer_policy])
     card = (m.get("report_card") or {}).get("after") or {}
     scores = [f"{label} **{card[key]:.0%}**" for key, label in
               (("recall", "recall"), ("heldout_recall", "held-out recall"), ("retention", "retention")) if key in card]
@@ -70,40 +74,66 @@ def unusable_note(assistant) -> str:
 
 
 def respond(assistant, message: str, display: list, conversation: list, adapter: str | None,
-            max_tokens: float, temperature: float, ground: bool = False) -> Iterator[tuple[list, list, str]]:
-    """Stream one answer. Yields (chatbot messages, model conversation, textbox value).
+            max_tokens: float, temperature: float, ground: bool = False) -> Iterator[tuple[list, list, str, list]]:
+    """Stream one answer. Yields (chatbot messages, model conversation, textbox value, suggestions).
 
-    With `ground` (a per-session toggle) or the `auto` adapter, the answer is planned first: the
-    label then names the adapter chosen and why, and the grounding sources follow the answer.
+    The label under the answer names the adapter (with `auto`: the one chosen and why), and says
+    whether the answer is checked against the adapter's Q&A; the pair it was checked against, or
+    the grounding sources, follow it. Suggestions are the closest checked questions, offered as
+    one-click questions when the answer is not checked.
     """
     question = (message or "").strip()
     if not question:  # an empty question does nothing
-        yield display, conversation, message or ""
+        yield display, conversation, message or "", []
         return
     conversation = [*conversation, {"role": "user", "content": question}]
     display = [*display, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
     try:
         settings = GenerationSettings(max_tokens=int(max_tokens), temperature=float(temperature))
         answer = assistant.answer(conversation, adapter, settings, ground=bool(ground))
-        label, sources = _safe(answer.label), sources_markdown(answer.sources)
         with closing(answer):  # a closed tab (Gradio closes this generator) stops the decode at once
             for _ in answer:
-                display[-1] = {"role": "assistant", "content": _labelled(answer.text + " ▌", label, sources)}
-                yield display, conversation, ""
+                shown = _labelled(_safe_text(answer.text) + " ▌", _safe(answer.label), evidence_markdown(answer))
+                display[-1] = {"role": "assistant", "content": shown}
+                yield display, conversation, "", []
     except (AdapterError, EngineError, ValueError) as exc:
         display[-1] = {"role": "assistant", "content": f"⚠️ {exc}"}
-        yield display, conversation[:-1], question  # keep the question so nothing typed is lost
+        yield display, conversation[:-1], question, []  # keep the question so nothing typed is lost
         return
-    display[-1] = {"role": "assistant", "content": _labelled(answer.text or "(no answer)", label, sources)}
-    yield display, [*conversation, {"role": "assistant", "content": answer.text}], ""
+    shown = _labelled(_safe_text(answer.text) or "(no answer)", _trust_label(answer), evidence_markdown(answer))
+    display[-1] = {"role": "assistant", "content": shown}
+    # A withheld answer is not a turn the model said: it stays out of the next prompt.
+    said = [] if answer.withheld else [{"role": "assistant", "content": answer.text}]
+    yield display, [*conversation, *said], "", answer.suggestions
+
+
+def _trust_label(answer) -> str:
+    """The label, its trust mark in bold: what a farmer must see at a glance."""
+    mark = {"no checked answer": "⚠️ **No checked answer**", "not checked — may be wrong": "⚠️ **Not checked — may "
+            "be wrong**"}.get(answer.trust_mark, f"✅ **{_safe(answer.trust_mark.removeprefix('✓ '))}**")
+    return f"{_safe(answer.label.rsplit(' · ', 1)[0])} · {mark}"
+
+
+def _safe_text(text: str) -> str:
+    """Model or Q&A text shown as text: no HTML; markdown emphasis kept harmless."""
+    return str(text).replace("<", "&lt;")
+
+
+def suggestion_buttons(suggestions: list[str]) -> list:
+    """The "Did you mean…" line and up to three buttons: a click asks that checked question."""
+    import gradio as gr
+
+    shown = list(suggestions or [])[:SUGGESTION_BUTTONS]
+    return [gr.Markdown(visible=bool(shown))] + [gr.Button(value=q, visible=True) for q in shown] + \
+        [gr.Button(value="", visible=False) for _ in range(SUGGESTION_BUTTONS - len(shown))]
 
 
 def _labelled(text: str, label: str, sources: str = "") -> str:
     return f"{text}\n\n<sub>— {label}</sub>" + (f"\n\n{sources}" if sources else "")
 
 
-def clear() -> tuple[list, list, str]:
-    return [], [], ""
+def clear() -> tuple[list, list, str, list]:
+    return [], [], "", []
 
 
 # --- knowledge: grounding and the automatic adapter -------------------------------------------
@@ -127,11 +157,18 @@ def knowledge_card(assistant) -> str:
     return "\n\n".join(lines)
 
 
-def sources_markdown(sources) -> str:
-    if not sources:
-        return ""
-    items = " · ".join(f"“{_safe(m.question)}” ({m.adapter}, {m.similarity:.2f})" for m in sources)
-    return f"<sub>Sources: {items}</sub>"
+def evidence_markdown(answer) -> str:
+    """The pair a checked answer agrees with (question and answer, adapter and version), then the
+    grounding sources; nothing for an answer that is not checked and not grounded."""
+    parts = []
+    pair = answer.checked_against
+    if pair is not None:
+        parts.append(f"<sub>Checked against the Q&A of {_safe(pair.adapter)} v{pair.version}: "
+                     f"“{_safe(pair.question)}” → “{_safe(pair.answer)}”</sub>")
+    if answer.plan.sources:
+        items = " · ".join(f"“{_safe(m.question)}” ({m.adapter}, {m.similarity:.2f})" for m in answer.plan.sources)
+        parts.append(f"<sub>Sources: {items}</sub>")
+    return "\n\n".join(parts)
 
 
 def _safe(text: str) -> str:

@@ -88,8 +88,43 @@ def _suggest_name(stem: str) -> str:
     return name if name and name[0].isalnum() else ""
 
 
+POLICY_CHOICES = [("Checked only", "checked"), ("Open", "open")]
+POLICY_INFO = ("Checked only: answers only what the Q&A covers, other questions go to you — for advice people act on "
+               "(doses, diseases, practice). Open: answers everything, marking what the Q&A does not cover as "
+               "“not checked” — for demos and general chat.")
+
+
+def policy_choices(assistant) -> list[tuple[str, str]]:
+    return [(f"{a.name} ({'checked only' if a.answer_policy == 'checked' else 'open'})", a.name)
+            for a in assistant.registry.list() if a.usable]
+
+
+def policy_for_name(assistant, name: str | None):
+    """The policy radio for a name typed: an existing adapter's own, else unchanged."""
+    import gradio as gr
+
+    try:
+        return gr.Radio(value=assistant.registry.get((name or "").strip()).answer_policy)
+    except AdapterError:
+        return gr.Radio()
+
+
+def set_policy(assistant, name: str | None, policy: str) -> str:
+    """Change how an adapter answers; returns a status line (errors are returned, never raised)."""
+    from assistant.trust import POLICY_HELP
+
+    if not name:
+        return "❌ Choose the adapter first."
+    try:
+        adapter = assistant.registry.set_answer_policy(name, policy)
+    except (AdapterError, OSError) as exc:
+        return f"❌ {exc}"
+    return f"**{adapter.name}** now answers: {POLICY_HELP[adapter.answer_policy]}"
+
+
 def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, description: str, rank: float,
-          learning_rate: float, epochs: float, replay: float, allow_conflicts: bool, grounded: bool = False) -> str:
+          learning_rate: float, epochs: float, replay: float, allow_conflicts: bool, grounded: bool = False,
+          answer_policy: str = "open") -> str:
     """Start a job; returns a status line (errors are returned, never raised)."""
     if not path:
         return "❌ Upload and validate a file first."
@@ -109,7 +144,8 @@ def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, des
                       "epochs": int(epochs), "replay_per_step": int(replay),
                       "grounded_per_step": GROUNDED_PER_STEP if grounded else 0}
     try:
-        job = jobs.start(copy, name.strip(), preset, overrides, description=(description or "").strip())
+        job = jobs.start(copy, name.strip(), preset, overrides, description=(description or "").strip(),
+                         answer_policy=answer_policy if answer_policy in ("checked", "open") else "open")
     except RuntimeError as exc:
         copy.unlink(missing_ok=True)
         return f"❌ {exc}"

@@ -44,7 +44,7 @@ class TrainResult:
 
 def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
           on_progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
-          data_bytes: bytes | None = None, description: str = "") -> TrainResult:
+          data_bytes: bytes | None = None, description: str = "", answer_policy: str = "open") -> TrainResult:
     """Fine-tune a LoRA on `report`'s training pairs, evaluate it, publish it as `name`."""
     import torch
 
@@ -119,6 +119,7 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
     from assistant.registry import publish_peft_model
 
     manifest = {"base_sha256": base.sha256, "prompt_format": fmt.name, "description": description,
+                "answer_policy": answer_policy,
                 "training": {**asdict(cfg), "steps": step, "train_seconds": round(train_seconds, 2),
                              "learned_at_step": learned_at, "final_loss": losses[-1] if losses else None},
                 "dataset": _dataset_info(report, data_bytes)}
