@@ -83,9 +83,7 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
                 raise from_service(exc) from None
             if chat.stream:
                 entered = False  # the stream leaves the door itself, when it ends
-                return StreamingResponse(_events(chat, answer, pump, door, caller.limit_key),
-                                         media_type="text/event-stream",
-                                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                return _EventStream(_events(chat, answer, pump), lambda: (pump.leave(), door.leave(caller.limit_key)))
             if not await _whole(pump, request):
                 return JSONResponse({"error": None}, status_code=499)  # nobody is left to read it
             return JSONResponse(schemas.completion(chat, answer))
@@ -137,7 +135,26 @@ async def _whole(pump: Pump, request: Request) -> bool:
     return True
 
 
-async def _events(chat, answer, pump: Pump, door: Door, who):
+class _EventStream(StreamingResponse):
+    """Server-sent events that always let their answer and the door go, exactly once: also when
+    the client is gone before the first byte (then Starlette never starts the body's generator,
+    so a `finally` inside it would never run)."""
+
+    def __init__(self, events, done):
+        super().__init__(events, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._done = done
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                done()
+
+
+async def _events(chat, answer, pump: Pump):
     """The server-sent events of one streamed answer. Starlette cancels this generator when the
     client disconnects; `async for` over the pump then tells its thread to stop and close."""
     def event(obj) -> str:
@@ -158,8 +175,7 @@ async def _events(chat, answer, pump: Pump, door: Door, who):
             yield event(schemas.usage_chunk(chat, answer))
         yield "data: [DONE]\n\n"
     finally:
-        pump.leave()
-        door.leave(who)
+        pump.leave()  # at once when the client went away mid-stream (the door is left by _EventStream)
 
 
 def _mid_stream(exc: BaseException) -> ApiError:
