@@ -6,9 +6,10 @@
     POST   /v1/chat/completions       an answer, whole or streamed (server-sent events)
 
 In a stream, the first chunk carries the role and the product's extras (`x_assistant`: adapter,
-version, how it was chosen, label, sources; all decided before the first token), the last content
-chunk the `finish_reason`, then (with stream_options.include_usage) a chunk with the token counts,
-then `data: [DONE]`.
+version, how it was chosen, sources: all decided before the first token); the last chunk the
+`finish_reason` and the extras again, complete (whether the answer was checked against the Q&A,
+the label with its trust mark, suggestions: known only at the end); then (with
+stream_options.include_usage) a chunk with the token counts, then `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ async def _events(chat, answer, pump: Pump):
             yield event((exc if isinstance(exc, ApiError) else _mid_stream(exc)).body())
             yield "data: [DONE]\n\n"
             return
-        yield event(schemas.chunk(chat, {}, answer.finish_reason or "stop"))
+        # The extras again, now complete: whether the answer was checked is known only at its end.
+        yield event(schemas.chunk(chat, {}, answer.finish_reason or "stop", **{schemas.EXTRA: schemas.extras(answer)}))
         if chat.include_usage:
             yield event(schemas.usage_chunk(chat, answer))
         yield "data: [DONE]\n\n"

@@ -9,7 +9,7 @@ and the API refuse the same conversations.
 Product extras travel in one namespace, `x_assistant`, in both directions (the `openai` client
 sends it with `extra_body={"x_assistant": {...}}` and keeps unknown response fields):
 request `{"ground": bool}`; response `{adapter, version, chosen_by, route_reason, label, sources,
-grounding_note}`.
+grounding_note, policy, checked, withheld, replaced, trust_mark, suggestions}`.
 """
 
 from __future__ import annotations
@@ -186,19 +186,22 @@ def _number(value, name: str, low: float, high: float, default: float, open_low:
 
 # responses ---------------------------------------------------------------------------------------
 
-# Whether an answer was checked against the adapter's Q&A (assistant.trust), where the service says so.
-TRUST_FIELDS = ("policy", "checked", "replaced", "withheld", "check_reason")
-
-
 def extras(answer) -> dict:
-    """What this product adds to a completion: who answered, how it was chosen, the grounding (and
-    whether it was checked, where the service tells)."""
-    trust = {name: getattr(answer, name) for name in TRUST_FIELDS if isinstance(getattr(answer, name, None),
-                                                                                  (str, bool))}
-    return {**trust, "adapter": answer.adapter, "version": answer.version, "chosen_by": answer.chosen_by,
-            "route_reason": answer.route_reason, "label": answer.label, "grounding_note": answer.grounding_note,
-            "sources": [{"adapter": m.adapter, "version": m.version, "question": m.question, "answer": m.answer,
-                         "similarity": round(float(m.similarity), 4)} for m in answer.sources]}
+    """What this product adds to a completion: who answered and how it was chosen, the grounding,
+    and whether the answer was checked against the adapter's Q&A (assistant.trust). The verdict and
+    the label's trust mark exist once the answer has ended (a stream's last chunk)."""
+    out = {"adapter": answer.adapter, "version": answer.version, "chosen_by": answer.chosen_by,
+           "route_reason": answer.route_reason, "label": answer.label, "grounding_note": answer.grounding_note,
+           "sources": [{"adapter": m.adapter, "version": m.version, "question": m.question, "answer": m.answer,
+                        "similarity": round(float(m.similarity), 4)} for m in answer.sources]}
+    for name in ("policy", "checked", "withheld", "replaced", "trust_mark"):  # where the service tells
+        value = getattr(answer, name, None)
+        if isinstance(value, (str, bool)):
+            out[name] = value
+    suggestions = getattr(answer, "suggestions", None)
+    if isinstance(suggestions, list):
+        out["suggestions"] = [str(q) for q in suggestions]
+    return out
 
 
 def completion(request: ChatRequest, answer) -> dict:

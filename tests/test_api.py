@@ -132,6 +132,8 @@ def test_a_streamed_answer_is_the_same_answer_in_chunks(app, expected):
     assert text == expected(messages, "beta", streamed=True)
     finishing = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishing in (["stop"], ["length"])
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason).model_extra["x_assistant"]
+    assert final["adapter"] == "beta" and "checked" in final and final["label"].startswith("beta v1 · ")
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
 
 
@@ -152,7 +154,8 @@ def test_grounding_and_routing_extras(app):
     extra = done.model_extra["x_assistant"]
     assert extra["chosen_by"] == "auto" and extra["route_reason"]
     assert "grounded" in extra["label"]  # "· grounded in N Q&A pairs" or "· not grounded: why"
-    assert {"adapter", "version", "chosen_by", "route_reason", "label", "sources", "grounding_note"} <= set(extra)
+    assert {"adapter", "version", "chosen_by", "route_reason", "label", "sources", "grounding_note", "checked",
+            "policy", "suggestions"} <= set(extra)
 
 
 def test_max_tokens_and_stop(app):
