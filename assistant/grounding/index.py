@@ -20,6 +20,7 @@ from assistant.grounding.owner_lock import OwnerLock
 
 GROUND_TOP_K = 3  # at most this many pairs go into a prompt
 INDEX_DIR, LOCK_FILE = "knowledge", "knowledge.lock"
+SCHEMA = 2  # 2: each pair held under its question and its answer; older collections are rebuilt
 _ADD_BATCH = 1000
 
 
@@ -39,6 +40,7 @@ class Match:
     question: str
     answer: str
     similarity: float
+    via: str = "question"  # what of the pair was nearest: its "question" or its "answer"
 
 
 # --- what an adapter's index holds --------------------------------------------------------------
@@ -146,8 +148,9 @@ class Knowledge:
         found = {}
         for collection in self._client.list_collections():
             meta = dict(collection.metadata or {})
-            if meta.get("embedder") != EMBEDDER_ID or collection.count() != meta.get("pairs"):
-                self._client.delete_collection(collection.name)  # half-written or another embedder: redo
+            if meta.get("embedder") != EMBEDDER_ID or meta.get("schema") != SCHEMA \
+                    or collection.count() != meta.get("records"):
+                self._client.delete_collection(collection.name)  # half-written, older or another embedder: redo
                 continue
             if meta.get("pairs"):
                 collection.query(query_embeddings=[[0.0] * 383 + [1.0]], n_results=1, include=[])
@@ -185,20 +188,29 @@ class Knowledge:
     def index(self, name: str, version: int, pairs: list[Pair], dataset_sha256: str = "") -> None:
         """(Re)index one adapter version's pairs as its own collection."""
         cname = collection_name(name, version)
-        embeddings = self.embedder.encode([p.question for p in pairs]) if pairs else None
-        meta = {"adapter": name, "version": int(version), "pairs": len(pairs), "dataset_sha256": dataset_sha256,
-                "embedder": EMBEDDER_ID, "indexed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        # Each pair is held twice: under its question (grounding, routing, lint) and under its answer
+        # (coverage: a farmer's wording is often nearer the answer than the trainer's question).
+        embeddings = self.embedder.encode([p.question for p in pairs] + [p.answer for p in pairs]) if pairs else None
+        meta = {"adapter": name, "version": int(version), "pairs": len(pairs), "records": 2 * len(pairs),
+                "schema": SCHEMA, "dataset_sha256": dataset_sha256, "embedder": EMBEDDER_ID,
+                "indexed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with self._lock:
             if cname in self._indexed:
                 self._drop(cname)
             collection = self._client.create_collection(cname, metadata=meta, embedding_function=None,
                                                         configuration={"hnsw": {"space": "cosine"}})
-            for start in range(0, len(pairs), _ADD_BATCH):
+            n = len(pairs)
+            for start in range(0, n, _ADD_BATCH):
                 chunk = pairs[start:start + _ADD_BATCH]
                 collection.add(ids=[str(start + i) for i in range(len(chunk))],
                                embeddings=embeddings[start:start + len(chunk)],
                                documents=[p.question for p in chunk],
-                               metadatas=[{"answer": p.answer, "row": p.row} for p in chunk])
+                               metadatas=[{"answer": p.answer, "row": p.row, "kind": "question"} for p in chunk])
+                collection.add(ids=[f"a{start + i}" for i in range(len(chunk))],
+                               embeddings=embeddings[n + start:n + start + len(chunk)],
+                               documents=[p.answer for p in chunk],
+                               metadatas=[{"question": p.question, "answer": p.answer, "row": p.row, "kind": "answer"}
+                                          for p in chunk])
             self._indexed[cname] = meta
             self._collections[cname] = collection
 
@@ -254,12 +266,16 @@ class Knowledge:
             return {f"{m['adapter']}@v{m['version']}": int(m["pairs"]) for m in self._indexed.values()}
 
     # querying -------------------------------------------------------------------------------
-    def search(self, question: str, adapters: list[tuple[str, int]] | None = None, k: int = GROUND_TOP_K) -> list[Match]:
+    def search(self, question: str, adapters: list[tuple[str, int]] | None = None, k: int = GROUND_TOP_K,
+               answers: bool = False) -> list[Match]:
         """The k nearest pairs to a question among the given (name, version)s (all when None), best first."""
         vector = self.embedder.encode([question])
-        return self.search_vector(vector, adapters, k)
+        return self.search_vector(vector, adapters, k, answers)
 
-    def search_vector(self, vector, adapters: list[tuple[str, int]] | None = None, k: int = GROUND_TOP_K) -> list[Match]:
+    def search_vector(self, vector, adapters: list[tuple[str, int]] | None = None, k: int = GROUND_TOP_K,
+                      answers: bool = False) -> list[Match]:
+        """The k nearest pairs by their questions; with `answers`, by their questions or their answers,
+        whichever is nearer (one Match per pair, `via` says which)."""
         with self._lock:
             names = ([collection_name(n, v) for n, v in adapters] if adapters is not None else list(self._indexed))
             names = [n for n in names if self._indexed.get(n, {}).get("pairs")]
@@ -271,14 +287,19 @@ class Knowledge:
                     if collection is None:
                         collection = self._collections[cname] = self._client.get_collection(cname)
                     found = collection.query(
-                        query_embeddings=vector, n_results=min(k, int(meta["pairs"])),
+                        query_embeddings=vector, n_results=min(2 * k if answers else k, int(meta["records"])),
+                        where=None if answers else {"kind": "question"},
                         include=["documents", "metadatas", "distances"])
                     for doc, extra, distance in zip(found["documents"][0], found["metadatas"][0],
                                                     found["distances"][0], strict=True):
-                        matches.append(Match(meta["adapter"], int(meta["version"]), doc, str(extra.get("answer", "")),
-                                             round(1.0 - float(distance), 4)))
+                        matches.append(Match(meta["adapter"], int(meta["version"]), str(extra.get("question", doc)),
+                                             str(extra.get("answer", "")), round(1.0 - float(distance), 4),
+                                             str(extra.get("kind", "question"))))
             except Exception as exc:
                 self._recover(exc)
                 raise KnowledgeError("the knowledge index was damaged and has been reset; it is rebuilt at the "
                                      "next refresh") from exc
-        return sorted(matches, key=lambda m: -m.similarity)[:k]
+        best: dict[tuple, Match] = {}
+        for match in sorted(matches, key=lambda m: -m.similarity):  # a pair found twice counts once, at its best
+            best.setdefault((match.adapter, match.version, match.question), match)
+        return list(best.values())[:k]
