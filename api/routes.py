@@ -71,6 +71,7 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
     async def chat_completions(request: Request):
         caller = caller_of(request)
         require(caller, FARMER, "chat")
+        _require_json(request)
         chat = schemas.parse_chat_request(schemas.parse_json(await read_body(request)))
         door.enter(caller.limit_key)
         entered = True
@@ -93,6 +94,16 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
                 door.leave(caller.limit_key)
 
     return router
+
+
+def _require_json(request: Request) -> None:
+    """415 unless the body says it is JSON. Why refuse what would parse anyway: a web page can make
+    a browser POST text/plain to a local app without asking first, but not application/json (that
+    needs a CORS preflight, which Gradio's middleware refuses for other origins)."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(415, f"send the request as JSON (Content-Type: application/json, not {kind or 'none'})",
+                       None, "unsupported_media_type")
 
 
 async def read_body(request: Request) -> bytes:

@@ -236,6 +236,12 @@ def test_bad_input_is_a_clear_4xx_in_openai_shape(app, what, body, status, named
     assert "Traceback" not in text
 
 
+def test_a_body_not_sent_as_json_is_415(app):
+    body = json.dumps({"model": "alpha", "messages": [{"role": "user", "content": "hi"}]})
+    status, text, _ = curl(app, "-X", "POST", app["url"] + "/v1/chat/completions", "-d", body)  # curl's form type
+    assert status == 415 and json.loads(text)["error"]["code"] == "unsupported_media_type"
+
+
 def test_a_10_mb_body_is_refused_before_it_is_read(app, tmp_path):
     big = tmp_path / "big.json"
     big.write_bytes(b'{"model": "alpha", "messages": [{"role": "user", "content": "' + b"a" * (10 * 2**20) + b'"}]}')

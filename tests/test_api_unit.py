@@ -21,6 +21,7 @@ from assistant.auth import Access, User, Users, hash_key
 from ui.clients import Clients
 
 FARMER_KEY, TRAINER_KEY = "fa-farmer-key-for-tests", "fa-trainer-key-for-tests"
+JSON = {"Content-Type": "application/json"}
 
 
 class FakeAnswer:
@@ -259,15 +260,18 @@ def test_refusals_in_openai_shape(local):
     _fake, url, _app = local
     with httpx.Client(base_url=url) as client:
         for response, status, code in [
-            (client.post("/v1/chat/completions", content=b"{not json"), 400, "invalid_json"),
+            (client.post("/v1/chat/completions", content=b"{not json", headers=JSON), 400, "invalid_json"),
+            (client.post("/v1/chat/completions", content=json.dumps(_chat()).encode(),
+                         headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type"),
             (client.post("/v1/chat/completions", json=_chat(model="nope")), 404, "model_not_found"),
             (client.get("/v1/nothing"), 404, "not_found"),
-            (client.post("/v1/chat/completions", content=b"x" * (2 * 2**20)), 413, "request_too_large"),
+            (client.post("/v1/chat/completions", content=b"x" * (2 * 2**20), headers=JSON), 413, "request_too_large"),
             # no Content-Length (chunked): refused once the first MB has passed, not read to its end
-            (client.post("/v1/chat/completions", content=iter([b"x" * 2**16] * 64)), 413, "request_too_large"),
-            (client.post("/v1/chat/completions", content=b"[" * 100_000), 400, "invalid_json"),
-            (client.post("/v1/chat/completions", content=b'{"model": "alpha", "messages": [{"role": "user", '
-                                                          b'"content": "\\ud800"}]}'),
+            (client.post("/v1/chat/completions", content=iter([b"x" * 2**16] * 64), headers=JSON), 413,
+             "request_too_large"),
+            (client.post("/v1/chat/completions", content=b"[" * 100_000, headers=JSON), 400, "invalid_json"),
+            (client.post("/v1/chat/completions", headers=JSON, content=b'{"model": "alpha", "messages": '
+                                                                      b'[{"role": "user", "content": "\\ud800"}]}'),
              400, "invalid_value"),
         ]:
             assert response.status_code == status, response.text
