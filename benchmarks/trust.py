@@ -197,17 +197,19 @@ def _stems(text: str) -> set[str]:
 
 
 def contradiction(text: str, source: dict, question: str, keywords_of: dict[str, list[str]],
-                  subject_words: frozenset[str] = SUBJECTS) -> str:
-    """Why a checked answer does not say what its source pair says ("" when it does)."""
+                  subject_words: frozenset[str] = SUBJECTS, complete: bool = True) -> str:
+    """Why a checked answer does not say what its source pair says ("" when it does). complete=False
+    asks only that it states nothing the pair does not (no other number, no other subject)."""
     got = f" {normalise(text)} "
     pair_q, pair_a = source.get("question") or "", source.get("answer") or ""
-    missing = [k for k in keywords_of.get(pair_q, []) if not correct(text, [k])]
-    missing += [n for n in sorted(numbers(pair_a)) if not correct(text, [n])]
-    if missing:
-        return f"misses {', '.join(missing)}"
-    pair_names = names(pair_a, pair_q)
-    if pair_names and not any(f" {n} " in got for n in pair_names):
-        return f"names none of {', '.join(pair_names)}"
+    if complete:
+        missing = [k for k in keywords_of.get(pair_q, []) if not correct(text, [k])]
+        missing += [n for n in sorted(numbers(pair_a)) if not correct(text, [n])]
+        if missing:
+            return f"misses {', '.join(missing)}"
+        pair_names = names(pair_a, pair_q)
+        if pair_names and not any(f" {n} " in got for n in pair_names):
+            return f"names none of {', '.join(pair_names)}"
     extra = numbers(text) - numbers(pair_a) - numbers(pair_q) - numbers(question)
     if extra:
         return f"states {', '.join(sorted(extra))}, which the pair does not"
@@ -282,9 +284,6 @@ def run(args) -> dict:
     if args.limit:
         in_scope, out_of_scope, followups, heldout = (spread(s, args.limit)
                                                       for s in (in_scope, out_of_scope, followups, heldout))
-    train_rows = [r for r in dataset_rows() if r.get("split") == "train"]
-    keywords_of = {r["question"]: list(r.get("keywords") or []) for r in train_rows}
-
     out: dict = {"environment": environment(), "settings": SETTINGS.__dict__, "notes": []}
     missing: set = set()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-trust-"))
@@ -327,25 +326,19 @@ def run(args) -> dict:
         started = time.perf_counter()
         sets: dict = {}
         for label, items in (("trust set", in_scope), ("held-out", heldout)):
-            results, nearest = [], []
+            results = []
             for item in items:
                 service, plain = ask_both(assistant, adapter, [{"role": "user", "content": item["question"]}], turn,
                                           missing)
                 turn += 1
-                results.append({**item, "service": service, "plain": plain,
-                                "correct_text": correct(service["text"], item["keywords"]),
-                                "correct": correct(service["text"], item["keywords"]) and not service["withheld"],
-                                "plain_correct": correct(plain["text"], item["keywords"])})
-                nearest.append(nearest_pair(item["question"]))
-                results[-1]["nearest"] = nearest[-1]
+                results.append({**item, "service": service, "plain": plain, "nearest": nearest_pair(item["question"])})
                 progress(label, len(results), len(items), started)
-            sets[label] = {"items": items, "results": results, "nearest": nearest}
+            sets[label] = results
         oos_results = []
         for item in out_of_scope:
             service, plain = ask_both(assistant, adapter, [{"role": "user", "content": item["question"]}], turn, missing)
             turn += 1
-            oos_results.append({**item, "service": service, "plain": plain,
-                                "invented": not service["checked"] and not service["withheld"]})
+            oos_results.append({**item, "service": service, "plain": plain})
             progress("out of scope", len(oos_results), len(out_of_scope), started)
         fu_results = []
         for item in followups:
@@ -354,24 +347,50 @@ def run(args) -> dict:
                         {"role": "user", "content": item["followup"]}]
             service, plain = ask_both(assistant, adapter, messages, turn, missing)
             turn += 1
-            expect = item["expect"]
-            result = {**item, "first_answer": first, "service": service, "plain": plain}
-            if expect.get("pair_question"):
-                result["resolved_correct"] = correct(service["text"], expect["keywords"]) and not service["withheld"]
-                result["plain_correct"] = correct(plain["text"], expect["keywords"])
-                result["right_source"] = bool(service["sources"]) and \
-                    service["sources"][0]["question"] == expect["pair_question"]
-            else:
-                result["asked_back"] = asks_back(service)
-            fu_results.append(result)
+            fu_results.append({**item, "first_answer": first, "service": service, "plain": plain})
             progress("follow-ups", len(fu_results), len(followups), started)
         after = cpu_snapshot()
     finally:
         assistant.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    # --- rows -----------------------------------------------------------------------------------
-    every = [r for s in sets.values() for r in s["results"]] + oos_results + fu_results
+    if missing:
+        out["notes"].append("the Answer lacks " + ", ".join(f"`{m}` (read as {FIELDS[m]!r})" for m in sorted(missing)))
+    out.update(missing_fields=sorted(missing), sets=sets, out_of_scope=oos_results, followups=fu_results,
+               load={"others_cpu_share": others_cpu_share(before, after), "wall_s": after[0] - before[0]},
+               limit=args.limit)
+    return out
+
+
+def score(out: dict) -> dict:
+    """The verdicts on every answer and the tables, from what `run` asked (also a saved run: --rescore)."""
+    train_rows = [r for r in dataset_rows() if r.get("split") == "train"]
+    keywords_of = {r["question"]: list(r.get("keywords") or []) for r in train_rows}
+    answer_of = {r["question"]: r["answer"] for r in train_rows}
+    sets, oos_results, fu_results = out["sets"], out["out_of_scope"], out["followups"]
+    for results in sets.values():
+        for r in results:
+            r["correct_text"] = correct(r["service"]["text"], r["keywords"])
+            r["correct"] = r["correct_text"] and not r["service"]["withheld"]
+            r["plain_correct"] = correct(r["plain"]["text"], r["keywords"])
+    for r in oos_results:
+        r["invented"] = not r["service"]["checked"] and not r["service"]["withheld"]
+    for r in fu_results:
+        expect, service = r["expect"], r["service"]
+        if expect.get("pair_question"):
+            # the keywords, and nothing of another subject: "Wheat is planted 10 cm deep" for "and potatoes?"
+            # has the potato pair's number but is not its answer
+            pair = {"question": expect["pair_question"], "answer": answer_of.get(expect["pair_question"], "")}
+            r["swapped"] = contradiction(service["text"], pair, r["followup"], {}, complete=False)
+            r["resolved_correct"] = correct(service["text"], expect["keywords"]) and not service["withheld"] \
+                and not r["swapped"]
+            r["plain_correct"] = correct(r["plain"]["text"], expect["keywords"]) and not contradiction(
+                r["plain"]["text"], pair, r["followup"], {}, complete=False)
+            r["right_source"] = bool(service["sources"]) and service["sources"][0]["question"] == expect["pair_question"]
+        else:
+            r["asked_back"] = asks_back(service)
+
+    every = [r for results in sets.values() for r in results] + oos_results + fu_results
     for r in every:
         r["service"]["loop"] = is_loop(r["service"]["text"], r["service"]["finish_reason"] == "length")
         r["plain"]["loop"] = is_loop(r["plain"]["text"], r["plain"]["hit_limit"])
@@ -384,9 +403,9 @@ def run(args) -> dict:
 
     sections: dict = {}
     scope_rows = []
-    for label, s in sets.items():
-        if s["items"]:
-            scope_rows += in_scope_section(label, s["items"], s["results"], s["nearest"])
+    for label, results in sets.items():
+        if results:
+            scope_rows += in_scope_section(label, results, results, [r.get("nearest") for r in results])
     sections["In scope: paraphrases of the adapter's Q&A (trust set: datasets/trust/in_scope.jsonl; held-out: its 52 held-out rows)"] = scope_rows
 
     checked = [r for r in every if r["service"]["checked"]]
@@ -428,6 +447,8 @@ def run(args) -> dict:
         row("follow-ups resolved and correct", f"{sum(r['resolved_correct'] for r in resolvable)}/{len(resolvable)}"),
         row("  resolved follow-ups grounded on the expected pair",
             f"{sum(r['right_source'] for r in resolvable)}/{len(resolvable)}"),
+        row("  resolvable follow-ups with the keywords but another subject", sum(bool(r["swapped"]) and correct(
+            r["service"]["text"], r["expect"]["keywords"]) for r in resolvable)),
         row("  resolvable follow-ups checked against another pair",
             sum(r["service"]["checked"] and not r["right_source"] for r in resolvable)),
         row("  resolvable follow-ups withheld", sum(r["service"]["withheld"] for r in resolvable)),
@@ -455,17 +476,15 @@ def run(args) -> dict:
         row("  service completion tokens, median", statistics.median(tokens) if tokens else None),
         row("  plain completion tokens, median", statistics.median([r["plain"]["tokens"] for r in every]) if every else None),
         row("  answers timed (each path)", len(every)),
-        row("  other processes' CPU share", others_cpu_share(before, after)),
-        row("  wall time of the questions", after[0] - before[0], "s")]
+        row("  other processes' CPU share", out["load"]["others_cpu_share"]),
+        row("  wall time of the questions", out["load"]["wall_s"], "s")]
 
-    if missing:
-        out["notes"].append("the Answer lacks " + ", ".join(f"`{m}` (read as {FIELDS[m]!r})" for m in sorted(missing)))
-    out.update(sections=sections, missing_fields=sorted(missing),
-               sets={label: s["results"] for label, s in sets.items()}, out_of_scope=oos_results,
-               followups=fu_results, contradictions=[{"question": r.get("question") or r.get("followup"),
-                                                      "answer": r["service"]["text"], "why": r["contradiction"],
-                                                      "source": r["service"]["sources"][0]} for r in contradicting],
-               limit=args.limit)
+    out.update(sections=sections,
+               contradictions=[{"question": r.get("question") or r.get("followup"), "answer": r["service"]["text"],
+                                "why": r["contradiction"], "source": (r["service"]["sources"] or [None])[0]}
+                               for r in contradicting],
+               followups_swapped=[{"first": r["first"], "followup": r["followup"], "answer": r["service"]["text"],
+                                   "why": r["swapped"]} for r in resolvable if r.get("swapped")])
     return out
 
 
@@ -489,10 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="ask N questions of each set, spread over it")
     parser.add_argument("--skip-heldout", action="store_true", help="leave out the adapter's held-out paraphrases")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
+    parser.add_argument("--rescore", metavar="JSON", help="score the answers of a saved run again, asking nothing")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    out = run(args)
+    out = score(json.loads(Path(args.rescore).read_text()) if args.rescore else run(args))
     for title, rows in out["sections"].items():
         print_table(rows, title)
     for note in out["notes"]:
@@ -500,9 +520,11 @@ def main(argv: list[str] | None = None) -> int:
     if out["missing_fields"]:
         print("note: until the service sets them, answers count as not checked and not withheld")
     missed = [r.measure for rows in out["sections"].values() for r in rows if r.status in ("MISSED", "ERROR")]
-    out["missed"], out["seconds"] = missed, round(time.perf_counter() - started, 1)
+    out["missed"] = missed
+    if not args.rescore:
+        out["seconds"] = round(time.perf_counter() - started, 1)
     path = write_json("trust", out)
-    print(f"\n{'MISSED: ' + '; '.join(missed) if missed else 'all targets met'}  ({out['seconds']:.0f} s, {path})")
+    print(f"\n{'MISSED: ' + '; '.join(missed) if missed else 'all targets met'}  ({out.get('seconds', 0):.0f} s, {path})")
     return 0
 
 
