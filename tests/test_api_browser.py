@@ -93,3 +93,45 @@ def test_api_requests_on_two_adapters_while_a_page_chats(tiny_base, tiny_adapter
                  what="the dropped answer's slot to be free")
         assert _client(url).chat.completions.create(model="beta", messages=[{"role": "user", "content": QUESTION}],
                                                     max_tokens=MAX_TOKENS).choices[0].message.content
+
+
+def test_sigterm_mid_stream_ends_the_stream_and_the_app(tiny_base, tiny_adapters, tmp_path):
+    """A service manager's stop while an API answer streams: the stream ends properly ([DONE]) and the
+    app exits cleanly, as it does with only Gradio chats (ui.app._interrupt_on_sigterm)."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    from browser import free_port
+    from tiny import wait_for
+
+    port, log = free_port(), open(tmp_path / "app.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", str(port), "--base",
+                             str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters)],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "app.log").read_text()
+            try:
+                return httpx.get(url + "/v1/models", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=180, what="the app to start")
+        body = {"model": "alpha", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 1500,
+                "stream": True}
+        with httpx.Client(timeout=120) as client, client.stream("POST", url + "/v1/chat/completions",
+                                                                 json=body) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("data: "))  # the answer is under way
+            proc.terminate()
+            rest = [line for line in lines if line]
+        assert rest[-1] == "data: [DONE]"
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
