@@ -131,6 +131,7 @@ class Users:
         self._reload_keys()
         user = self.by_key(key)
         if user is None:
+            self.throttle.begin(client, now)  # begin first: it keeps the table within MAX_CLIENTS
             self.throttle.end(client, False, now)
             if delay := delay_after(self.throttle.failures(client)):
                 print(f"api key: {client} has failed {self.throttle.failures(client)} times; its next key is "

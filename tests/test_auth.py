@@ -164,3 +164,11 @@ def test_cli_user_key_prints_only_the_key_and_revokes(users_file, capsys):
     assert Users.load(users_file).by_key(key) is None
     assert main(["user", "key", "nobody", "--file", str(users_file)]) == 2
     assert "no user 'nobody'" in capsys.readouterr().err
+
+
+def test_failed_keys_from_a_flood_of_addresses_cost_bounded_memory(users_file):
+    users = Users.load(users_file)
+    users.throttle.max_clients = 50
+    for i in range(200):
+        users.check_key("fa-guess", f"2001:db8::{i:x}", now=100.0)
+    assert len(users.throttle) <= 50
