@@ -15,7 +15,9 @@ What it reports, each row with its target (issue 14):
 2. Contradictions: answers marked checked whose text misses a key fact of the source pair it shows
    (`sources[0]`): that pair's keywords in the adapter's dataset, every number of its answer, and at
    least one of its answer's capitalised names (those its question does not already name); or that
-   state a number neither the pair nor the question states, or name a subject of the Q&A (a crop, a
+   name (capitalised, not opening a sentence) what the pair does not ("In Vietnam, Arabica coffee is
+   grown" shown with the Colombia pair), state a number neither the pair nor the question states, or
+   name a subject of the Q&A (a crop, a
    pest) that neither the pair nor the question names ("Wheat is
    planted about 10 cm deep" shown with the seed-potato pair). Over every answer. Target 0.
 3. Out of scope: farming questions the Q&A does not cover (datasets/trust/out_of_scope.jsonl) asked
@@ -25,8 +27,10 @@ What it reports, each row with its target (issue 14):
 4. Loops: an answer in which some 4-word sequence occurs 3 or more times, or that ended at the token
    limit with some 4-word sequence occurring twice. Target 0 (the plain answer's count is context).
 5. Follow-ups (datasets/trust/followups.jsonl): the first turn, the service's answer to it, then the
-   follow-up; resolved-correct when the expected pair's keywords are in a non-withheld answer, asked
-   back when the answer is withheld, asks a question or offers suggestions where the set expects it.
+   follow-up; resolved-correct when the expected pair's keywords are in a non-withheld answer that
+   names no crop or number the pair and the follow-up do not (the seed-potato pair's "10 cm deep" said
+   of wheat is not resolved); asked back when the answer is withheld, asks a question or offers
+   suggestions where the set expects it.
 6. Latency: seconds per answer, service vs plain, median and p90 over the same questions (the order
    alternates per question, to cancel drift); target: service median <= 1.20 x plain median, over
    every answer and over the answers the service decoded (a withheld answer decodes nothing, so it
@@ -40,8 +44,9 @@ The answer fields this reads (`checked`, `withheld`, `suggestions`, `policy`, `s
 that lacks some of them; it says which were missing and what it assumed.
 
 Usage:
-  python benchmarks/trust.py [--limit N] [--skip-heldout] [--threads N]
---limit N asks N questions of each set, spread over it (development). Prints tables and writes
+  python benchmarks/trust.py [--limit N] [--skip-heldout] [--threads N] [--rescore results/trust.json]
+--limit N asks N questions of each set, spread over it (development); --rescore scores the answers of
+a saved run again without asking anything (after a change to the verdicts). Prints tables and writes
 benchmarks/results/trust.json (every answer, with its verdicts). Exits 0 when a target is missed
 (the row says MISSED); non-zero only when the benchmark itself fails.
 """
@@ -210,6 +215,10 @@ def contradiction(text: str, source: dict, question: str, keywords_of: dict[str,
         pair_names = names(pair_a, pair_q)
         if pair_names and not any(f" {n} " in got for n in pair_names):
             return f"names none of {', '.join(pair_names)}"
+        # a name the pair does not have ("In Vietnam, Arabica coffee is grown" shown with the Colombia pair)
+        foreign = [n for n in names(text, "") if not {_stem(w) for w in n.split()} <= _stems(f"{pair_q} {pair_a}")]
+        if foreign:
+            return f"names {', '.join(foreign)}, which the pair does not"
     extra = numbers(text) - numbers(pair_a) - numbers(pair_q) - numbers(question)
     if extra:
         return f"states {', '.join(sorted(extra))}, which the pair does not"
@@ -381,7 +390,8 @@ def score(out: dict) -> dict:
             # the keywords, and nothing of another subject: "Wheat is planted 10 cm deep" for "and potatoes?"
             # has the potato pair's number but is not its answer
             pair = {"question": expect["pair_question"], "answer": answer_of.get(expect["pair_question"], "")}
-            r["swapped"] = contradiction(service["text"], pair, r["followup"], {}, complete=False)
+            r["swapped"] = "" if service["withheld"] else contradiction(service["text"], pair, r["followup"], {},
+                                                                         complete=False)
             r["resolved_correct"] = correct(service["text"], expect["keywords"]) and not service["withheld"] \
                 and not r["swapped"]
             r["plain_correct"] = correct(r["plain"]["text"], expect["keywords"]) and not contradiction(
