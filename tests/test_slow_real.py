@@ -71,3 +71,22 @@ def test_shipped_agriculture_adapter_answers_with_its_facts_and_its_card_holds(e
     answer = cli("chat", "--adapter", "agriculture", row["question"])
     assert answer.returncode == 0, answer.stderr
     assert is_correct(answer.stdout, Probe(row["question"], row["answer"], row["keywords"])), answer.stdout
+
+
+def test_the_same_greedy_question_gets_the_same_answer_whatever_came_before(embedded):
+    """Reusing a slot's cached prompt prefix once made the second asking of a question differ from the
+    first (281 vs 296 characters here): same prompt, other batches, other rounding, another greedy path."""
+    from assistant.answer import stream_text
+    from assistant.base import resolve_base
+    from assistant.engines import GenerationSettings, create_engine
+
+    engine = create_engine("llamacpp", resolve_base(None), slots=1)
+    settings = GenerationSettings(max_tokens=64)
+
+    def ask(question):
+        return "".join(stream_text(engine, [{"role": "user", "content": question}], None, settings))
+
+    ask("Explain how plants make food from sunlight.")
+    first = ask("Why do farmers rotate crops?")
+    assert ask("Why do farmers rotate crops?") == first == ask("Why do farmers rotate crops?")
+    engine.close()
