@@ -64,7 +64,7 @@ class Answer:
         self.checked = False  # set once the text agrees with (or is) the covering pair's answer
         self.replaced = False  # the model drifted from the pair: the pair's own answer is shown instead
         self.check_reason = ""
-        self.text = no_checked_answer_text(follow_up) if withheld else ""
+        self.text = no_checked_answer_text(follow_up, bool(self.coverage.suggestions)) if withheld else ""
         self.completion_tokens = 0
         self.finish_reason: str | None = "stop" if withheld else None  # "stop" or "length" once ended
         self._adapter, self._stops, self._prompt_ids = adapter, stops, list(prompt_ids)
@@ -135,7 +135,7 @@ class Answer:
         label = f"{self.adapter} v{self.version}" if self.adapter else "base model"
         if self.plan.route is not None:
             label = f"auto → {label} ({self.plan.route.reason})"
-        if self.plan.ground:
+        if self.plan.ground and not self.withheld:  # nothing was answered, grounded or not
             if self.plan.sources:
                 n = len(self.plan.sources)
                 label += f" · grounded in {n} Q&A pair{'s' if n > 1 else ''}"

@@ -72,6 +72,17 @@ def content_in(text: str) -> set[str]:
             and w.lower() not in NUMBER_WORDS}
 
 
+def subjects_in(text: str) -> set[str]:
+    """The crops and animals a text mentions (lower-case words a farmer's question is about)."""
+    from assistant.trust import subject_stems
+
+    return {SAME.get(w, w) for w in (_stem(w) for w in _WORD.findall(text)) if w in subject_stems()}
+
+
+SAME = {"corn": "maize", "soya": "soybean", "peanut": "groundnut", "chilli": "chili", "cattle": "cow",
+        "calf": "cow", "hen": "chicken", "broiler": "chicken"}
+
+
 def negated(text: str) -> bool:
     words = {w.lower() for w in re.findall(r"[A-Za-z']+", text)}
     return bool(words & NEGATIONS) or "n't" in text.lower()
@@ -93,6 +104,12 @@ def supports(answer: str, pair_answer: str, question: str = "", pair_question: s
     missing = names_in(pair_answer) - answer_words - given
     if missing:
         return Verdict(False, f"does not name {', '.join(sorted(missing))}")
+    # A name or a crop the pair never mentions is a claim it cannot back: "Tea rust is caused by
+    # Hemileia vastatrix" shown with the coffee pair, "Wheat is planted 10 cm deep" with the potato one.
+    known = names_in(pair_answer) | content_in(pair_answer) | given
+    invented = (names_in(answer) - known) | (subjects_in(answer) - subjects_in(f"{pair_answer} {question} {pair_question}"))
+    if invented:
+        return Verdict(False, f"names what the Q&A does not: {', '.join(sorted(invented)[:4])}")
     if negated(answer) != negated(pair_answer):
         return Verdict(False, "negation differs from the Q&A")
     pair_words = content_in(pair_answer)

@@ -111,7 +111,8 @@ class Assistant:
         chosen = self.resolve_adapter(plan.adapter)
         settings = settings or GenerationSettings()
         policy, question = policy_of(chosen), retrieval_question(messages)
-        coverage = cover(self.knowledge, chosen, question)
+        follow_up = messages[-1]["content"] if is_follow_up(messages) else None
+        coverage = cover(self.knowledge, chosen, question, follow_up)
         if coverage.pair is None and policy == "checked":
             answer = Answer.withhold(self.engine, plan, chosen, settings, coverage, question, is_follow_up(messages))
             self._record_open_question(answer, user)

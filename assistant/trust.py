@@ -16,6 +16,7 @@ after training); the bare base has no Q&A and is always open.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -41,19 +42,16 @@ millet teff cassava potato yam taro banana plantain coffee tea cocoa cotton suga
 carrot pepper chili chilli pumpkin squash cucumber melon watermelon mango avocado citrus orange lemon apple grape
 sunflower sesame tobacco alfalfa clover rye vetch goat sheep cow cattle calf pig chicken broiler hen duck turkey
 rabbit fish tilapia bee""".split())
-SAME_SUBJECT = {"corn": "maize", "soya": "soybean", "peanut": "groundnut", "chilli": "chili", "cattle": "cow",
-                "calf": "cow", "hen": "chicken", "broiler": "chicken"}
+
 SUGGESTIONS = 3
 FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|same for|and for|what of|and in|and if|but)\b", re.I)
 
 
-def _subject_stems() -> set[str]:
+@functools.cache
+def subject_stems() -> frozenset[str]:
     from assistant.checking import _stem
 
-    return {_stem(w) for w in SUBJECTS}  # the synonyms' keys are in SUBJECTS too
-
-
-_SUBJECT_STEMS = _subject_stems()
+    return frozenset(_stem(w) for w in SUBJECTS)  # checking.SAME's synonyms are in SUBJECTS too
 
 
 def policy_of(adapter) -> str:
@@ -106,8 +104,10 @@ class Coverage:
         return out[:SUGGESTIONS]
 
 
-def cover(knowledge, adapter, question: str) -> Coverage:
-    """Look the question up in the adapter's own indexed pairs."""
+def cover(knowledge, adapter, question: str, follow_up: str | None = None) -> Coverage:
+    """Look the question up in the adapter's own indexed pairs. `follow_up`: the last message, when
+    `question` joins it to the one before; the pair must then take up what the follow-up itself adds
+    ("and stone bunds?"), or it only answers the first question again."""
     from assistant.grounding.errors import KnowledgeError
     from assistant.grounding.names import names_agree
 
@@ -122,21 +122,30 @@ def cover(knowledge, adapter, question: str) -> Coverage:
     scored = sorted((replace(m, similarity=round(coverage_score(question, m), 4)) for m in found),
                     key=lambda m: -m.similarity)
     covering = next((m for m in scored if m.similarity >= COVER_THRESHOLD and names_agree(question, m)
-                     and subjects_agree(question, m)), None)
+                     and subjects_agree(question, m) and (follow_up is None or takes_up(follow_up, m))), None)
     return Coverage(pair=covering, nearest=scored[:SUGGESTIONS + 1])
 
 
 def subjects_agree(question: str, match) -> bool:
     """False when the question is about a crop or animal the pair never mentions (the last one named
     counts: in "How deep for maize? And for beans?" the farmer now asks about beans)."""
-    from assistant.checking import _stem
+    from assistant.checking import SAME, _stem
 
     def subjects(text: str) -> list[str]:
         stems = (_stem(w) for w in re.findall(r"[A-Za-z]+", text.lower()))
-        return [SAME_SUBJECT.get(s, s) for s in stems if s in _SUBJECT_STEMS]
+        return [SAME.get(s, s) for s in stems if s in subject_stems()]
 
     named = subjects(question)
     return not named or named[-1] in set(subjects(f"{match.question} {match.answer}"))
+
+
+def takes_up(follow_up: str, match) -> bool:
+    """Whether the pair contains a content word of the follow-up itself; "and that other one?" has
+    none, so nothing can be checked for it and the farmer is asked for the whole question."""
+    from assistant.checking import content_in
+
+    own = content_in(FOLLOW_UP.sub("", follow_up)) - {"about", "what", "how"}
+    return bool(own & content_in(f"{match.question} {match.answer}"))
 
 
 def coverage_score(question: str, match) -> float:
@@ -150,9 +159,11 @@ def coverage_score(question: str, match) -> float:
     return (match.similarity + LEXICAL * share) / (1 + LEXICAL)
 
 
-def no_checked_answer_text(follow_up: bool) -> str:
+def no_checked_answer_text(follow_up: bool, suggestions: bool) -> str:
+    pick = " or pick one of the checked questions below" if suggestions else ""
     if follow_up:
-        return ("I am not sure which question you mean, and I will not guess. Please ask the whole question "
-                "again, or pick one of the checked questions below.")
+        return f"I am not sure which question you mean, and I will not guess. Please ask the whole question again{pick}."
     return ("I don't have a checked answer to that yet, so I will not guess. Your question has been passed to the "
-            "trainers. You can pick one of the checked questions below, or ask your extension officer.")
+            f"trainers. You can{pick.replace(' or', '')} or ask your extension officer." if suggestions else
+            "I don't have a checked answer to that yet, so I will not guess. Your question has been passed to the "
+            "trainers; meanwhile, please ask your extension officer.")

@@ -60,3 +60,19 @@ def test_every_shipped_pair_supports_itself():
         for line in dataset.read_text().splitlines():
             row = json.loads(line)
             assert supports(row["answer"], row["answer"], row["question"], row["question"]).supported, row
+
+
+INVENTED = [
+    (("What causes coffee leaf rust?", "Coffee leaf rust is caused by the fungus Hemileia vastatrix."),
+     "Tea rust is caused by Hemileia vastatrix.", "a crop the pair never names"),
+    (("How deep are seed potatoes planted?", "Seed potatoes are usually planted about 10 cm deep."),
+     "Wheat is usually planted about 10 cm deep.", "another crop, same number"),
+    (("Who started the Green Revolution?", "Norman Borlaug led the Green Revolution's wheat breeding."),
+     "Norman Borlaug, a Mexican immigrant, led the Green Revolution's wheat breeding.", "an invented name"),
+]
+
+
+@pytest.mark.parametrize("pair, answer, why", INVENTED, ids=[c[2] for c in INVENTED])
+def test_a_name_or_crop_the_pair_never_mentions_is_not_supported(pair, answer, why):
+    question, pair_answer = pair
+    assert not supports(answer, pair_answer, question, question).supported
