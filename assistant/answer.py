@@ -184,7 +184,7 @@ class Answer:
         for _ in self._decode():  # checked: nothing is shown before it is compared with the pair
             pass
         pair = self.coverage.pair
-        verdict = supports(self.text, pair.answer, self.question, pair.question)
+        verdict = supports(self.text, pair.answer, self.question, pair.question, pair.keywords)
         self.checked, self.check_reason = True, verdict.reason
         if not verdict.supported:
             self.text, self.replaced = pair.answer.strip(), True

@@ -7,6 +7,7 @@ species; a dose with one digit changed. So the check compares facts, not vectors
 
 - numbers: every number of the pair's answer is in the answer, and the answer states no number
   that neither the pair nor the question states ("3 to 5 cm" vs "5 to 8 cm" fails);
+- key facts: every keyword the trainer gave the pair (the report card's own matching);
 - names: every capitalised name and code of the pair's answer (a nutrient, a pest's Latin name,
   a variety, a place, "C4") is in the answer, except those the questions already name (the
   subject of "How is maize pollinated?" need not be repeated);
@@ -88,11 +89,17 @@ def negated(text: str) -> bool:
     return bool(words & NEGATIONS) or "n't" in text.lower()
 
 
-def supports(answer: str, pair_answer: str, question: str = "", pair_question: str = "") -> Verdict:
+def supports(answer: str, pair_answer: str, question: str = "", pair_question: str = "",
+             keywords: tuple[str, ...] = ()) -> Verdict:
     """Whether `answer` says what `pair_answer` says (see the module docstring for the rules).
-    `question` (the user's) and `pair_question` say what is given, not claimed."""
+    `question` (the user's) and `pair_question` say what is given, not claimed; `keywords`, the
+    pair's key facts as its trainer wrote them, must all be there (matched as the report card does)."""
+    from assistant.training.evaluate import Probe, is_correct
+
     if not answer.strip():
         return Verdict(False, "the answer is empty")
+    if keywords and not is_correct(answer, Probe(pair_question, pair_answer, list(keywords))):
+        return Verdict(False, f"misses a key fact of the Q&A ({', '.join(keywords)})")
     said, known = numbers_in(answer), numbers_in(pair_answer)
     if known - said:
         return Verdict(False, f"drops the number(s) {', '.join(sorted(known - said))}")

@@ -76,3 +76,11 @@ INVENTED = [
 def test_a_name_or_crop_the_pair_never_mentions_is_not_supported(pair, answer, why):
     question, pair_answer = pair
     assert not supports(answer, pair_answer, question, question).supported
+
+
+def test_a_pair_with_keywords_needs_every_one_of_them():
+    pair_question, pair_answer = "What is enset?", "Enset, the false banana, is a staple crop of southern Ethiopia."
+    assert not supports("Enset is a staple crop of southern Ethiopia.", pair_answer, pair_question, pair_question,
+                        ("false banana",)).supported
+    assert supports("Enset is the false banana, a staple of southern Ethiopia.", pair_answer, pair_question,
+                    pair_question, ("false banana",)).supported

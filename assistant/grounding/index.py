@@ -7,6 +7,7 @@ stores and searches; thresholds, routing and grounding decisions are in groundin
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import threading
@@ -20,7 +21,7 @@ from assistant.grounding.owner_lock import OwnerLock
 
 GROUND_TOP_K = 3  # at most this many pairs go into a prompt
 INDEX_DIR, LOCK_FILE = "knowledge", "knowledge.lock"
-SCHEMA = 2  # 2: each pair held under its question and its answer; older collections are rebuilt
+SCHEMA = 3  # 2: each pair held under its question and its answer; 3: with its keywords. Older ones are rebuilt
 _ADD_BATCH = 1000
 
 
@@ -29,6 +30,7 @@ class Pair:
     question: str
     answer: str
     row: int = 0
+    keywords: tuple[str, ...] = ()  # the key facts a correct answer contains, when the trainer gave them
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Match:
     answer: str
     similarity: float
     via: str = "question"  # what of the pair was nearest: its "question" or its "answer"
+    keywords: tuple[str, ...] = ()  # the pair's key facts, when its trainer gave them
 
 
 # --- what an adapter's index holds --------------------------------------------------------------
@@ -64,7 +67,7 @@ def pairs_in_file(path: Path) -> tuple[list[Pair], str | None]:
         report = load_qa_file(path)
     except (DataError, OSError):
         return [], None
-    return [Pair(r.question, r.answer, r.row) for r in report.train], report.sha256
+    return [Pair(r.question, r.answer, r.row, tuple(r.keywords or ())) for r in report.train], report.sha256
 
 
 def collection_name(name: str, version: int) -> str:
@@ -205,12 +208,13 @@ class Knowledge:
                 collection.add(ids=[str(start + i) for i in range(len(chunk))],
                                embeddings=embeddings[start:start + len(chunk)],
                                documents=[p.question for p in chunk],
-                               metadatas=[{"answer": p.answer, "row": p.row, "kind": "question"} for p in chunk])
+                               metadatas=[{"answer": p.answer, "row": p.row, "kind": "question",
+                                           "keywords": json.dumps(list(p.keywords))} for p in chunk])
                 collection.add(ids=[f"a{start + i}" for i in range(len(chunk))],
                                embeddings=embeddings[n + start:n + start + len(chunk)],
                                documents=[p.answer for p in chunk],
-                               metadatas=[{"question": p.question, "answer": p.answer, "row": p.row, "kind": "answer"}
-                                          for p in chunk])
+                               metadatas=[{"question": p.question, "answer": p.answer, "row": p.row, "kind": "answer",
+                                           "keywords": json.dumps(list(p.keywords))} for p in chunk])
             self._indexed[cname] = meta
             self._collections[cname] = collection
 
@@ -294,7 +298,8 @@ class Knowledge:
                                                     found["distances"][0], strict=True):
                         matches.append(Match(meta["adapter"], int(meta["version"]), str(extra.get("question", doc)),
                                              str(extra.get("answer", "")), round(1.0 - float(distance), 4),
-                                             str(extra.get("kind", "question"))))
+                                             str(extra.get("kind", "question")),
+                                             tuple(json.loads(extra.get("keywords") or "[]"))))
             except Exception as exc:
                 self._recover(exc)
                 raise KnowledgeError("the knowledge index was damaged and has been reset; it is rebuilt at the "
