@@ -184,7 +184,10 @@ class Answer:
         for _ in self._decode():  # checked: nothing is shown before it is compared with the pair
             pass
         pair = self.coverage.pair
-        verdict = supports(self.text, pair.answer, self.question, pair.question, pair.keywords)
+        # What the farmer asked last is what is given: in "How deep for wheat? And potatoes?" an
+        # answer about wheat, checked against the potato pair, must not pass for being "asked".
+        asked = next((str(m.get("content") or "") for m in reversed(self.plan.messages) if m.get("role") == "user"), "")
+        verdict = supports(self.text, pair.answer, asked, pair.question, pair.keywords)
         self.checked, self.check_reason = True, verdict.reason
         if not verdict.supported:
             self.text, self.replaced = pair.answer.strip(), True

@@ -169,3 +169,12 @@ def test_odd_questions_get_a_labelled_answer_and_nothing_made_up(service, questi
     engine.says = "Use 5 litres of malathion."
     answer, text = ask(assistant, question, "orchard")
     assert answer.withheld and "malathion" not in text and answer.label.endswith("no checked answer")
+
+
+def test_a_follow_up_answer_about_the_first_subject_is_not_checked_against_the_new_pair(service):
+    assistant, engine = service
+    engine.says = "A Quenth tree grows about four metres tall."  # the model mixes the two turns up
+    first = [{"role": "user", "content": "Which river waters the Quenth valley?"},
+             {"role": "assistant", "content": "The Silverrun river waters the Quenth valley."}]
+    answer, text = ask(assistant, "And how tall does a Zorblat tree grow?", "orchard", first)
+    assert answer.checked and answer.replaced and text == "A Zorblat tree grows about four metres tall."
