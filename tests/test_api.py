@@ -36,6 +36,7 @@ def _issue_key(users, name: str, *more: str) -> str:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tiny_base, tiny_adapters):
+    from qa_adapters import ORCHARD, publish_tiny_qa_adapter
     from tiny import publish_tiny_adapter
 
     from assistant.registry import Registry
@@ -43,6 +44,8 @@ def app(tmp_path_factory, tiny_base, tiny_adapters):
     data_dir = tmp_path_factory.mktemp("api-data") / "data"
     shutil.copytree(tiny_adapters, data_dir)  # alpha and beta, plus one a trainer may delete
     publish_tiny_adapter(Registry(tiny_base.sha256, data_dir), tiny_base, "doomed", seed=3)
+    publish_tiny_qa_adapter(Registry(tiny_base.sha256, data_dir), tiny_base, "orchard", ORCHARD, seed=5,
+                            answer_policy="checked")  # answers only what its Q&A covers
     users = tmp_path_factory.mktemp("api-auth") / "users.json"
     for name, role in (("fay", "farmer"), ("tom", "trainer"), ("rev", "farmer")):
         add_user(users, name, role, f"password-of-{name}")
@@ -298,3 +301,30 @@ def test_a_client_whose_keys_keep_failing_waits_and_nobody_else_does(app):
     assert int(headers["retry-after"]) >= 1
     assert curl(app, app["url"] + "/v1/models", key="fay", client=guesser)[0] == 429  # not even checked
     assert curl(app, app["url"] + "/v1/models", key="fay", client="203.0.113.10")[0] == 200  # others: as usual
+
+
+def test_the_answer_policy_reaches_api_clients_checked_or_withheld_with_suggestions(app):
+    """The same policy as the chat tab: a covered question is checked against its pair (shown in the
+    extras); an uncovered one gets no made-up answer, the closest checked questions, and is recorded."""
+    from qa_adapters import ORCHARD
+
+    from assistant.store import Store
+
+    client = _openai(app)
+    covered = client.chat.completions.create(model="orchard", max_tokens=MAX_TOKENS,
+                                             messages=[{"role": "user", "content": "Which colour does the Zorblat fruit have?"}])
+    extra = covered.model_extra["x_assistant"]
+    assert (extra["policy"], extra["checked"], extra["withheld"]) == ("checked", True, False)
+    assert extra["sources"][0]["question"] == "What colour is the Zorblat fruit?" and extra["suggestions"] == []
+    text = covered.choices[0].message.content
+    assert text == "The Zorblat fruit is violet." or not extra["replaced"]  # the pair's words, or agreeing ones
+
+    question = "How much pesticide may I spray on Zorblat trees before picking?"
+    chunks = list(client.chat.completions.create(model="orchard", stream=True, max_tokens=MAX_TOKENS,
+                                                 messages=[{"role": "user", "content": question}]))
+    final = chunks[-1].model_extra["x_assistant"]
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert (final["checked"], final["withheld"]) == (False, True) and "don't have a checked answer" in streamed
+    assert final["suggestions"] and set(final["suggestions"]) <= {r["question"] for r in ORCHARD}
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert question in [q.question for q in Store.open(app["data_dir"]).open_questions("orchard")]
