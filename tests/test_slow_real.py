@@ -90,3 +90,37 @@ def test_the_same_greedy_question_gets_the_same_answer_whatever_came_before(embe
     first = ask("Why do farmers rotate crops?")
     assert ask("Why do farmers rotate crops?") == first == ask("Why do farmers rotate crops?")
     engine.close()
+
+
+def test_checking_keeps_what_the_base_knew_and_xylandia_its_facts(embedded, tmp_path):
+    """Retention through the answer service: the general probes with the xylandia adapter score at least
+    what the plain answers score (the checker may only replace an answer with its pair's), and every
+    xylandia question, held-out paraphrases included, gets a checked, correct answer."""
+    import time
+
+    from assistant.answer import stream_text
+    from assistant.engines import GenerationSettings
+    from assistant.service import Assistant
+    from assistant.training.evaluate import Probe, is_correct, load_probes
+
+    assistant = Assistant.open(data_dir=tmp_path / "data")
+    assistant.open_knowledge(owner=True)
+    deadline = time.monotonic() + 300
+    while "xylandia@v1" not in (assistant.indexed() or {}) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    xylandia, settings = assistant.registry.get("xylandia"), GenerationSettings(max_tokens=48)
+    try:
+        probes = load_probes()
+        plain = sum(is_correct("".join(stream_text(assistant.engine, [{"role": "user", "content": p.question}],
+                                                   xylandia, settings)), p) for p in probes)
+        served = [assistant.answer([{"role": "user", "content": p.question}], "xylandia", settings) for p in probes]
+        assert sum(is_correct(a.read(), p) for a, p in zip(served, probes, strict=True)) >= plain
+        assert not any(a.withheld for a in served)  # open policy: nothing is held back
+        rows = [json.loads(line) for line in open("datasets/xylandia/xylandia.jsonl") if line.strip()]
+        for row in rows:
+            answer = assistant.answer([{"role": "user", "content": row["question"]}], "xylandia", settings)
+            text = answer.read()
+            assert answer.checked and is_correct(text, Probe(row["question"], row["answer"], row["keywords"])), \
+                (row["question"], text, answer.check_reason)
+    finally:
+        assistant.close()
