@@ -9,8 +9,8 @@ Why the thread that iterates is also the one that closes: `Answer.close()` close
 Python refuses while another thread is inside it (ValueError "generator already executing"). So
 when the client goes away the loop only raises a flag; the thread sees it at the answer's next
 piece (the next token, within milliseconds while decoding), stops and closes the answer, which
-frees the engine slot. A client that leaves while its request still waits for a slot is let go
-when that slot comes (one token decoded, then closed): the service has no thread-safe cancel yet.
+frees the engine slot. A client that leaves while its request still waits for a slot is let go at
+once: `Answer.cancel()` is safe from any thread and takes the request out of the engine's line.
 """
 
 from __future__ import annotations
@@ -44,9 +44,13 @@ class Pump:
         return self
 
     def leave(self) -> None:
-        """The client is gone (or the reader stopped): the thread stops at the next piece."""
+        """The client is gone (or the reader stopped): the answer is cancelled now (a request still
+        waiting for a slot leaves the line), and the thread stops at the next piece and closes it."""
         if not self._gone.is_set():
             self._gone.set()
+            answer = self.answer
+            if answer is not None:
+                answer.cancel()
             self._room.release(AHEAD + 1)  # a thread waiting for room wakes up and sees the flag
 
     async def started(self):
@@ -75,6 +79,8 @@ class Pump:
             self._put(_ERROR, exc)
             self.closed.set()
             return
+        if self._gone.is_set():  # left while the answer was being started: leave() had none to cancel
+            self.answer.cancel()
         self._put(_READY, self.answer)
         try:
             for piece in self.answer:

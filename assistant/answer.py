@@ -20,6 +20,7 @@ LOOP_WORDS words already said once: a 270M model can repeat one sentence to the 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -69,6 +70,8 @@ class Answer:
         self.finish_reason: str | None = "stop" if withheld else None  # "stop" or "length" once ended
         self._adapter, self._stops, self._prompt_ids = adapter, stops, list(prompt_ids)
         self._pieces: Iterator[str] | None = None
+        self._tokens = None  # the engine's token stream, once decoding has started
+        self._cancelled = threading.Event()
 
     @classmethod
     def start(cls, engine, plan, adapter, settings: GenerationSettings, stops: tuple[str, ...] = (),
@@ -170,9 +173,19 @@ class Answer:
         return self.text.strip()
 
     def close(self) -> None:
-        """Stop decoding now (a client gone, a stop pressed): the engine's slot is freed at once."""
+        """Stop decoding now (a client gone, a stop pressed): the engine's slot is freed at once.
+        Call it from the thread that iterates the answer; from any other, call cancel()."""
         if self._pieces is not None:
             self._pieces.close()
+
+    def cancel(self) -> None:
+        """Stop decoding from any thread (the API's event loop when its client leaves): a request still
+        waiting for a slot leaves the line at once; the iterating thread then sees the answer end,
+        with nothing checked and nothing more yielded."""
+        self._cancelled.set()
+        tokens = self._tokens
+        if tokens is not None and hasattr(tokens, "cancel"):
+            tokens.cancel()
 
     def _stream(self) -> Iterator[str]:
         if self.withheld:
@@ -183,6 +196,8 @@ class Answer:
             return
         for _ in self._decode():  # checked: nothing is shown before it is compared with the pair
             pass
+        if self._cancelled.is_set():
+            return
         pair = self.coverage.pair
         # What the farmer asked last is what is given: in "How deep for wheat? And potatoes?" an
         # answer about wheat, checked against the potato pair, must not pass for being "asked".
@@ -200,7 +215,12 @@ class Answer:
         ids: list[int] = []
         self.finish_reason = "length"
         # closing(): a stop ends the engine's decode now, not when the garbage collector gets to it
-        with closing(iter(engine.generate_ids(self._prompt_ids, self._adapter, self.settings))) as tokens:
+        if self._cancelled.is_set():
+            return
+        self._tokens = iter(engine.generate_ids(self._prompt_ids, self._adapter, self.settings))
+        if self._cancelled.is_set():  # cancelled while the stream was being made: it must not wait for a slot
+            self.cancel()
+        with closing(self._tokens) as tokens:
             for token in tokens:
                 if token in stop_ids:
                     self.finish_reason = "stop"

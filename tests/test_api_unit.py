@@ -32,6 +32,7 @@ class FakeAnswer:
         self.mode, self.release = mode, release
         self.text, self.finish_reason, self.completion_tokens = "", None, 0
         self.closed = threading.Event()
+        self.cancelled = threading.Event()
 
     def usage(self):
         return {"prompt_tokens": 3, "completion_tokens": self.completion_tokens,
@@ -56,6 +57,9 @@ class FakeAnswer:
 
     def close(self):
         self.closed.set()
+
+    def cancel(self):  # any thread: the real one takes a waiting request out of the engine's line
+        self.cancelled.set()
 
 
 class FakeAssistant:
@@ -240,6 +244,7 @@ def test_a_client_that_leaves_mid_stream_closes_its_answer(local):
             assert json.loads(next(line for line in lines if line.startswith("data: "))[6:])["choices"][0]["delta"]
     # the connection is closed here (the client left mid-answer)
     assert fake.answers[-1].closed.wait(30), "the answer was not closed when its client left"
+    assert fake.answers[-1].cancelled.is_set(), "the answer was not cancelled when its client left"
     wait_for(lambda: app.state.door.total == 0, timeout=30, what="the request to leave the door")
 
 
@@ -253,6 +258,7 @@ def test_a_client_that_leaves_a_whole_answer_closes_it(local):
                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         wait_for(lambda: fake.answers, timeout=30, what="the answer to start")
     assert fake.answers[-1].closed.wait(30), "the answer was not closed when its client left"
+    assert fake.answers[-1].cancelled.is_set(), "the answer was not cancelled when its client left"
     wait_for(lambda: app.state.door.total == 0, timeout=30, what="the request to leave the door")
 
 

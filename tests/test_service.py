@@ -117,3 +117,31 @@ def test_closing_an_answer_mid_stream_frees_its_slot(assistant, tiny_llamacpp):
     answer.close()
     stats = tiny_llamacpp.stats()
     assert stats["busy"] == 0 and stats["free"] == stats["slots"]
+
+
+def test_cancelling_from_another_thread_takes_a_waiting_request_out_of_the_line(tiny_base, tiny_registry):
+    import threading
+
+    from tiny import wait_for
+
+    from assistant.engines import create_engine
+
+    engine = create_engine("llamacpp", tiny_base, slots=1)
+    assistant = Assistant(tiny_base, engine, tiny_registry)
+    try:
+        holder = assistant.answer(QUESTION, "alpha", GenerationSettings(max_tokens=2000))
+        stream = iter(holder)
+        next(stream, None)  # decoding: it holds the only slot
+        waiter = assistant.answer(QUESTION, "beta", SHORT)
+        got = []
+        reader = threading.Thread(target=lambda: got.extend(waiter))
+        reader.start()
+        wait_for(lambda: engine.stats()["waiting"] == 1, 30, "the second request to wait for the slot")
+        waiter.cancel()  # from this thread, while the reader is blocked waiting for a slot
+        reader.join(timeout=10)
+        assert not reader.is_alive() and got == [] and engine.stats()["waiting"] == 0
+        assert engine.stats()["busy"] == 1  # the holder decodes on
+        holder.close()
+        assert engine.stats() == {"slots": 1, "free": 1, "busy": 0, "waiting": 0}
+    finally:
+        engine.close()

@@ -71,6 +71,11 @@ class TokenStream:
             raise item.error
         return item
 
+    def cancel(self) -> None:
+        """Stop the decode from any thread, without waiting: a request still waiting for a slot
+        leaves the line now, a decoding one stops at its next token; the reader then sees the end."""
+        self._on_leave(self._cancelled)
+
     def close(self) -> None:
         """Stop the decode and wait (bounded) until it has: it ends at its next token, and a process
         that exits while a decode is inside torch or llama.cpp aborts ("terminate called...")."""
