@@ -53,14 +53,15 @@ def app(tiny_base, tmp_path_factory):
 
 
 class Held:
-    """Wraps the assistant's chat: "hold…" questions start, then wait for `release`; "hold and fail"
-    then raises, as a broken engine would."""
+    """Wraps the assistant's answer service: "hold…" questions start, then wait for `release` (inside
+    the chat handler, before its first token, holding the user's place as a slow answer does);
+    "hold and fail" then raises, as a broken engine would."""
 
     def __init__(self, assistant):
         self.release, self.started, self._lock = threading.Event(), [], threading.Lock()
-        real = assistant.chat
+        real = assistant.answer
 
-        def chat(messages, adapter, settings=None):
+        def answer(messages, adapter, settings=None, **options):
             question = messages[-1]["content"]
             if question.startswith("hold"):
                 with self._lock:
@@ -68,9 +69,9 @@ class Held:
                 assert self.release.wait(120), "never released"
                 if question.startswith("hold and fail"):
                     raise RuntimeError("the engine broke")
-            yield from real(messages, adapter, settings)
+            return real(messages, adapter, settings, **options)
 
-        assistant.chat = chat
+        assistant.answer = answer
 
     def running(self) -> int:
         with self._lock:
