@@ -73,11 +73,15 @@ def content_in(text: str) -> set[str]:
             and w.lower() not in NUMBER_WORDS}
 
 
-def subjects_in(text: str) -> set[str]:
-    """The crops and animals a text mentions (lower-case words a farmer's question is about)."""
+def subjects_named(text: str) -> list[str]:
+    """The crops and animals a text mentions (lower-case words a farmer's question is about), in order."""
     from assistant.trust import subject_stems
 
-    return {SAME.get(w, w) for w in (_stem(w) for w in _WORD.findall(text)) if w in subject_stems()}
+    return [SAME.get(w, w) for w in (_stem(w) for w in _WORD.findall(text)) if w in subject_stems()]
+
+
+def subjects_in(text: str) -> set[str]:
+    return set(subjects_named(text))
 
 
 SAME = {"corn": "maize", "soya": "soybean", "peanut": "groundnut", "chilli": "chili", "cattle": "cow",

@@ -129,14 +129,10 @@ def cover(knowledge, adapter, question: str, follow_up: str | None = None) -> Co
 def subjects_agree(question: str, match) -> bool:
     """False when the question is about a crop or animal the pair never mentions (the last one named
     counts: in "How deep for maize? And for beans?" the farmer now asks about beans)."""
-    from assistant.checking import SAME, _stem
+    from assistant.checking import subjects_in, subjects_named
 
-    def subjects(text: str) -> list[str]:
-        stems = (_stem(w) for w in re.findall(r"[A-Za-z]+", text.lower()))
-        return [SAME.get(s, s) for s in stems if s in subject_stems()]
-
-    named = subjects(question)
-    return not named or named[-1] in set(subjects(f"{match.question} {match.answer}"))
+    named = subjects_named(question)
+    return not named or named[-1] in subjects_in(f"{match.question} {match.answer}")
 
 
 def takes_up(follow_up: str, match) -> bool:
