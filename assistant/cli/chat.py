@@ -8,17 +8,18 @@ import sys
 from assistant.cli.common import open_assistant, open_registry
 from assistant.engines import GenerationSettings
 from assistant.registry import AdapterError
+from assistant.service import NO_ADAPTER_NAMES
 
 
 def cmd_chat(args) -> int:
     from assistant.grounding.plan import describe_plan, is_auto
 
     settings = GenerationSettings(max_tokens=args.max_tokens, temperature=args.temperature)
-    if args.adapter.strip().lower() not in ("", "none", "base", "auto"):
+    if args.adapter.strip().lower() not in (*NO_ADAPTER_NAMES, "auto"):
         open_registry(args).get(args.adapter.strip())  # a wrong name fails before the model loads
     assistant = open_assistant(args)
     planned = args.ground or is_auto(args.adapter)
-    if args.adapter.strip().lower() not in ("", "none", "base"):
+    if args.adapter.strip().lower() not in NO_ADAPTER_NAMES:
         assistant.open_knowledge(owner=False)  # to check the answer; a temporary copy when an app owns it
     try:
         answer = assistant.answer([{"role": "user", "content": args.question}], args.adapter, settings, args.ground)
