@@ -1,7 +1,8 @@
 """What must last across restarts: SQLite in the data directory (`assistant.sqlite3`).
 
-Today it holds the questions that got no checked answer, so that they reach the trainers who can
-answer them in the next adapter version. One connection per call (SQLite connections are not to
+It holds the questions that got no checked answer (the raw log), the chats, their messages and the
+feedback on them (`assistant.history`), and the trainers' queue of questions to answer
+(`assistant.questions`): this module is the one storage seam, those two speak SQL through it. One connection per call (SQLite connections are not to
 be shared between threads, and the app answers from many); WAL so that readers never wait for a
 writer; a busy timeout so that two processes (the app, a CLI command) take turns instead of
 failing. The schema is versioned in code (`PRAGMA user_version`): each migration runs once, in
@@ -14,7 +15,8 @@ import json
 import sqlite3
 import threading
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +34,84 @@ MIGRATIONS = [
            user TEXT
        );
        CREATE INDEX open_questions_adapter ON open_questions (adapter, asked_at);""",
+    # 2: chats (owner: "user:NAME" with a users file, else "browser:ID"), their messages with the
+    #    answer's metadata, and each owner's feedback on an answer (one row per owner and message)
+    """CREATE TABLE chats (
+           id TEXT PRIMARY KEY,
+           owner TEXT NOT NULL,
+           title TEXT NOT NULL DEFAULT '',
+           created_at TEXT NOT NULL,
+           updated_at TEXT NOT NULL
+       );
+       CREATE INDEX chats_owner ON chats (owner, updated_at);
+       CREATE TABLE messages (
+           id INTEGER PRIMARY KEY,
+           chat_id TEXT NOT NULL REFERENCES chats (id) ON DELETE CASCADE,
+           role TEXT NOT NULL,
+           content TEXT NOT NULL,
+           shown TEXT NOT NULL DEFAULT '',      -- what the chat showed (label and sources included)
+           question TEXT NOT NULL DEFAULT '',   -- an answer: what it answered (a follow-up joined)
+           adapter TEXT,
+           version INTEGER,
+           checked INTEGER,
+           withheld INTEGER NOT NULL DEFAULT 0,
+           sources TEXT NOT NULL DEFAULT '[]',  -- JSON
+           label TEXT NOT NULL DEFAULT '',
+           completion_id TEXT,
+           created_at TEXT NOT NULL
+       );
+       CREATE INDEX messages_chat ON messages (chat_id, id);
+       CREATE UNIQUE INDEX messages_completion ON messages (completion_id) WHERE completion_id IS NOT NULL;
+       CREATE TABLE feedback (
+           id INTEGER PRIMARY KEY,
+           message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+           owner TEXT NOT NULL,
+           rating INTEGER NOT NULL DEFAULT 0,   -- 1 up, -1 down, 0 none (a correction alone)
+           correction TEXT NOT NULL DEFAULT '', -- plain text, never rendered as markup
+           created_at TEXT NOT NULL,
+           updated_at TEXT NOT NULL,
+           UNIQUE (message_id, owner)
+       );""",
+    # 3: the trainers' queue: one item per adapter and question (normalised), one ask per asker
+    """CREATE TABLE queue_items (
+           id INTEGER PRIMARY KEY,
+           adapter TEXT NOT NULL,
+           key TEXT NOT NULL,                   -- the question normalised: the same question, one item
+           question TEXT NOT NULL,              -- as first asked
+           status TEXT NOT NULL DEFAULT 'open', -- open | answered | dismissed | trained
+           answer TEXT NOT NULL DEFAULT '',
+           reason TEXT NOT NULL DEFAULT '',     -- why dismissed
+           decided_by TEXT,
+           decided_at TEXT,
+           trained_version INTEGER,
+           first_asked TEXT NOT NULL,
+           last_asked TEXT NOT NULL,
+           UNIQUE (adapter, key)
+       );
+       CREATE INDEX queue_items_status ON queue_items (status, last_asked);
+       CREATE TABLE queue_asks (
+           id INTEGER PRIMARY KEY,
+           item_id INTEGER NOT NULL REFERENCES queue_items (id) ON DELETE CASCADE,
+           asker TEXT NOT NULL,                 -- an owner key (anonymous CLI or API questions: "anonymous")
+           kind TEXT NOT NULL,                  -- open (no checked answer) | flagged (a thumbs down or a correction)
+           chat_id TEXT,
+           message_id INTEGER,
+           correction TEXT NOT NULL DEFAULT '',
+           first_asked TEXT NOT NULL,
+           last_asked TEXT NOT NULL,
+           times INTEGER NOT NULL DEFAULT 1,
+           UNIQUE (item_id, asker)
+       );""",
 ]
 MAX_QUESTION_CHARS = 2000  # what is kept of one question: enough to answer it, bounded against abuse
 
 
 class StoreError(Exception):
     """The database cannot be used; the message is for the user."""
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass
@@ -71,26 +145,81 @@ class Store:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)  # autocommit; transactions explicit
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at checkpoints, never corrupt
+        db.execute("PRAGMA foreign_keys=ON")
         db.row_factory = sqlite3.Row
         return db
 
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reads (each statement sees a consistent snapshot)."""
+        try:
+            with closing(self._connect()) as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise StoreError(_plain(exc)) from exc
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: everything inside is written, or nothing is (a full disk included)."""
+        try:
+            with closing(self._connect()) as db:
+                db.execute("BEGIN IMMEDIATE")  # the write lock first: a compare-and-set sees the latest row
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(_plain(exc)) from exc
+
+    def backup(self, dest: Path) -> Path:
+        """A consistent copy of the whole database while the app runs (SQLite's online backup)."""
+        dest = Path(dest)
+        if dest.is_dir():
+            dest = dest / DB_FILE
+        if dest.resolve() == self.path.resolve():
+            raise StoreError("the backup must go to another file than the database itself")
+        tmp = dest.with_name(dest.name + ".partial")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with closing(self._connect()) as db, closing(sqlite3.connect(tmp)) as out:
+                db.backup(out)
+            tmp.replace(dest)  # a reader of `dest` never sees half a copy
+        except (OSError, sqlite3.Error) as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"could not write the backup to {dest}: {_plain(exc)}") from exc
+        return dest
+
     def record_open_question(self, question: str, adapter: str, version: int, reason: str,
                              nearest: list[dict] | None = None, user: str | None = None) -> int:
-        with closing(self._connect()) as db:
+        """The raw log, and the trainers' queue item for the question (counted once per asker)."""
+        from assistant import questions
+
+        with self.write() as db:
             cursor = db.execute(
                 "INSERT INTO open_questions (asked_at, question, adapter, version, reason, nearest, user) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), question[:MAX_QUESTION_CHARS], adapter,
-                 int(version), reason, json.dumps(nearest or []), user))
+                (now(), question[:MAX_QUESTION_CHARS], adapter, int(version), reason, json.dumps(nearest or []), user))
+            questions.record_ask_in(db, adapter, question, user or questions.ANONYMOUS, "open")
             return int(cursor.lastrowid)
 
     def open_questions(self, adapter: str | None = None, limit: int = 500) -> list[OpenQuestion]:
         """The newest first."""
         query = "SELECT * FROM open_questions" + (" WHERE adapter = ?" if adapter else "") + " ORDER BY id DESC LIMIT ?"
-        with closing(self._connect()) as db:
+        with self.read() as db:
             rows = db.execute(query, ((adapter,) if adapter else ()) + (int(limit),)).fetchall()
         return [OpenQuestion(r["id"], r["asked_at"], r["question"], r["adapter"], r["version"], r["reason"],
                              json.loads(r["nearest"]), r["user"]) for r in rows]
+
+
+def _plain(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "full" in text:
+        return "the disk is full: nothing was written (free some space and try again)"
+    if "locked" in text or "busy" in text:
+        return "the database is busy: try again in a moment"
+    return f"the database cannot be used ({text})"
 
 
 def _migrate(db: sqlite3.Connection) -> None:

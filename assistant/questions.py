@@ -1,0 +1,233 @@
+"""The trainers' queue: questions that got no checked answer and answers people flagged.
+
+One item per adapter and question (the same question asked in other words of case, spacing or
+punctuation is the same item), and one *ask* per asker on it: the same person flagging the same
+answer 500 times counts once (with `times` = 500). An item is `open` until a trainer answers or
+dismisses it; those decisions are compare-and-set on the status, so of two trainers acting on one
+item a second apart the second is told what the first did, and nothing is overwritten. Answered
+items become training pairs for the adapter's next version (`answered_pairs`), and `trained` once
+that version exists (`mark_trained`).
+
+Everything here is text: answers, reasons and corrections are stored as typed, never as markup;
+the front ends escape them when they show them.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+from dataclasses import dataclass, field
+
+from assistant.store import MAX_QUESTION_CHARS, Store, now
+
+ANONYMOUS = "anonymous"  # the asker of a CLI or API question without a user
+STATUSES = ("open", "answered", "dismissed", "trained")
+MAX_ANSWER_CHARS = 4000  # a trainer's answer: a Q&A pair's answer, not a document
+MAX_REASON_CHARS = 500
+MAX_CORRECTION_CHARS = 4000
+
+
+class QueueError(ValueError):
+    """A request on the queue that cannot be done; the message is for the user, nothing was changed."""
+
+
+@dataclass
+class Ask:
+    asker: str
+    kind: str  # open | flagged
+    chat_id: str | None
+    message_id: int | None
+    correction: str
+    times: int
+    first_asked: str
+    last_asked: str
+
+
+@dataclass
+class Item:
+    id: int
+    adapter: str
+    question: str
+    status: str
+    answer: str
+    reason: str
+    decided_by: str | None
+    decided_at: str | None
+    trained_version: int | None
+    first_asked: str
+    last_asked: str
+    asks: list[Ask] = field(default_factory=list)
+
+    @property
+    def askers(self) -> int:
+        return len(self.asks)
+
+    @property
+    def flagged(self) -> bool:
+        return any(a.kind == "flagged" for a in self.asks)
+
+    @property
+    def correction(self) -> str:
+        """The newest correction a farmer suggested: a trainer's starting point."""
+        return next((a.correction for a in sorted(self.asks, key=lambda a: a.last_asked, reverse=True)
+                     if a.correction), "")
+
+
+def normalise(question: str) -> str:
+    """The grouping key: case, accents' forms, punctuation and spacing do not make another question."""
+    text = unicodedata.normalize("NFKC", str(question)).casefold()
+    words = re.sub(r"[^\w]+", " ", text).split()
+    return " ".join(words) or " ".join(text.split())
+
+
+def bounded(text, limit: int, what: str, required: bool = True) -> str:
+    """`text` stripped, or a QueueError saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise QueueError(f"the {what} must be text")
+    text = text.strip()
+    if required and not text:
+        raise QueueError(f"the {what} is empty")
+    if len(text) > limit:
+        raise QueueError(f"the {what} is {len(text):,} characters; at most {limit:,} are accepted — shorten it")
+    if "\x00" in text:
+        raise QueueError(f"the {what} contains a NUL character")
+    return text
+
+
+def record_ask_in(db: sqlite3.Connection, adapter: str, question: str, asker: str, kind: str,
+                  chat_id: str | None = None, message_id: int | None = None, correction: str = "") -> int:
+    """Inside the caller's transaction: the item for this question (made or found) and this asker's ask."""
+    question = str(question).strip()[:MAX_QUESTION_CHARS]
+    stamp = now()
+    db.execute("INSERT INTO queue_items (adapter, key, question, first_asked, last_asked) VALUES (?, ?, ?, ?, ?) "
+               "ON CONFLICT (adapter, key) DO UPDATE SET last_asked = excluded.last_asked",
+               (adapter, normalise(question), question, stamp, stamp))
+    item_id = db.execute("SELECT id FROM queue_items WHERE adapter = ? AND key = ?",
+                         (adapter, normalise(question))).fetchone()[0]
+    db.execute("INSERT INTO queue_asks (item_id, asker, kind, chat_id, message_id, correction, first_asked, last_asked) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, asker) DO UPDATE SET "
+               "last_asked = excluded.last_asked, times = times + 1, "
+               "kind = CASE WHEN excluded.kind = 'flagged' THEN 'flagged' ELSE kind END, "
+               "chat_id = coalesce(excluded.chat_id, chat_id), message_id = coalesce(excluded.message_id, message_id), "
+               "correction = CASE WHEN excluded.correction != '' THEN excluded.correction ELSE correction END",
+               (item_id, asker, kind, chat_id, message_id, correction, stamp, stamp))
+    return int(item_id)
+
+
+def record_ask(store: Store, adapter: str, question: str, asker: str, kind: str = "open", chat_id: str | None = None,
+               message_id: int | None = None, correction: str = "") -> int:
+    """Add (or count again) one asker's question to the queue; returns the item's id."""
+    if kind not in ("open", "flagged"):
+        raise QueueError(f"unknown kind {kind!r} (open or flagged)")
+    correction = bounded(correction, MAX_CORRECTION_CHARS, "correction", required=False)
+    with store.write() as db:
+        return record_ask_in(db, adapter, question, asker or ANONYMOUS, kind, chat_id, message_id, correction)
+
+
+def items(store: Store, status: str | None = "open", adapter: str | None = None, limit: int = 200) -> list[Item]:
+    """Items with this status (None: all), the most asked first, then the most recently asked."""
+    if status is not None and status not in STATUSES:
+        raise QueueError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+    where, params = [], []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if adapter:
+        where.append("adapter = ?")
+        params.append(adapter)
+    query = ("SELECT i.*, (SELECT count(*) FROM queue_asks a WHERE a.item_id = i.id) AS n FROM queue_items i"
+             + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY n DESC, last_asked DESC, id DESC LIMIT ?")
+    with store.read() as db:
+        rows = db.execute(query, (*params, int(limit))).fetchall()
+        return [_item(db, row) for row in rows]
+
+
+def get(store: Store, item_id) -> Item:
+    with store.read() as db:
+        return _get(db, item_id)
+
+
+def answer(store: Store, item_id, text: str, by: str) -> Item:
+    """Answer an open item (a farmer's correction may be the text); QueueError if it is no longer open."""
+    text = bounded(text, MAX_ANSWER_CHARS, "answer")
+    return _decide(store, item_id, "answered", by, answer=text)
+
+
+def dismiss(store: Store, item_id, reason: str, by: str) -> Item:
+    """Dismiss an open item with a reason (out of scope, a duplicate, not a question…)."""
+    reason = bounded(reason, MAX_REASON_CHARS, "reason for dismissing")
+    return _decide(store, item_id, "dismissed", by, reason=reason)
+
+
+def answered_pairs(store: Store, adapter_name: str) -> list[dict]:
+    """The answered, not yet trained items of one adapter as training pairs, oldest decision first:
+    [{"question", "answer", "item_ids", "answered_by"}]. Items whose questions differ only in
+    case, spacing or punctuation are one item already; `item_ids` is what to pass to mark_trained."""
+    with store.read() as db:
+        rows = db.execute("SELECT id, question, answer, decided_by FROM queue_items WHERE adapter = ? AND "
+                          "status = 'answered' ORDER BY decided_at, id", (adapter_name,)).fetchall()
+    return [{"question": r["question"], "answer": r["answer"], "item_ids": [int(r["id"])],
+             "answered_by": r["decided_by"]} for r in rows]
+
+
+def mark_trained(store: Store, item_ids, adapter_name: str, version: int) -> int:
+    """Record that `version` of the adapter was trained with these answered items. All or nothing:
+    an id that is not an answered item of this adapter is a QueueError and nothing changes; an item
+    already marked with this same version is fine (a retried call). Returns how many were marked."""
+    ids = sorted({int(i) for i in item_ids})
+    with store.write() as db:
+        wrong = []
+        for item_id in ids:
+            row = db.execute("SELECT adapter, status, trained_version FROM queue_items WHERE id = ?", (item_id,)).fetchone()
+            if row is None or row["adapter"] != adapter_name or not (
+                    row["status"] == "answered" or (row["status"] == "trained" and row["trained_version"] == int(version))):
+                wrong.append(f"{item_id} ({'no such item' if row is None else row['adapter'] + ', ' + row['status']})")
+        if wrong:
+            raise QueueError(f"not answered items of {adapter_name}: {', '.join(wrong)}; nothing was marked")
+        for item_id in ids:
+            db.execute("UPDATE queue_items SET status = 'trained', trained_version = ? WHERE id = ?", (int(version), item_id))
+    return len(ids)
+
+
+def _decide(store: Store, item_id, status: str, by: str, answer: str = "", reason: str = "") -> Item:
+    item_id = _id(item_id)
+    with store.write() as db:
+        changed = db.execute("UPDATE queue_items SET status = ?, answer = ?, reason = ?, decided_by = ?, decided_at = ? "
+                             "WHERE id = ? AND status = 'open'", (status, answer, reason, by, now(), item_id)).rowcount
+        item = _get(db, item_id)
+    if not changed:
+        raise QueueError(f"item {item_id} is no longer open: {describe_decision(item)}; nothing was changed")
+    return item
+
+
+def describe_decision(item: Item) -> str:
+    if item.status == "answered":
+        return f"{item.decided_by or 'someone'} answered it at {item.decided_at}"
+    if item.status == "dismissed":
+        return f"{item.decided_by or 'someone'} dismissed it at {item.decided_at} ({item.reason})"
+    if item.status == "trained":
+        return f"answered by {item.decided_by or 'someone'} and trained into v{item.trained_version}"
+    return "open"
+
+
+def _id(item_id) -> int:
+    try:
+        return int(str(item_id).strip().lstrip("#"))
+    except ValueError:
+        raise QueueError(f"{str(item_id)[:40]!r} is not an item number") from None
+
+
+def _get(db: sqlite3.Connection, item_id) -> Item:
+    row = db.execute("SELECT * FROM queue_items WHERE id = ?", (_id(item_id),)).fetchone()
+    if row is None:
+        raise QueueError(f"there is no item {_id(item_id)} in the questions to answer")
+    return _item(db, row)
+
+
+def _item(db: sqlite3.Connection, row) -> Item:
+    asks = [Ask(a["asker"], a["kind"], a["chat_id"], a["message_id"], a["correction"], a["times"], a["first_asked"],
+                a["last_asked"])
+            for a in db.execute("SELECT * FROM queue_asks WHERE item_id = ? ORDER BY first_asked, id", (row["id"],))]
+    return Item(row["id"], row["adapter"], row["question"], row["status"], row["answer"], row["reason"],
+                row["decided_by"], row["decided_at"], row["trained_version"], row["first_asked"], row["last_asked"], asks)
