@@ -96,8 +96,10 @@ def bounded(text, limit: int, what: str, required: bool = True) -> str:
 
 
 def record_ask_in(db: sqlite3.Connection, adapter: str, question: str, asker: str, kind: str,
-                  chat_id: str | None = None, message_id: int | None = None, correction: str = "") -> int:
-    """Inside the caller's transaction: the item for this question (made or found) and this asker's ask."""
+                  chat_id: str | None = None, message_id: int | None = None, correction: str = "",
+                  count: bool = True) -> int:
+    """Inside the caller's transaction: the item for this question (made or found) and this asker's
+    ask. `count` False: the same asking seen again (the chat linking what the service recorded)."""
     question = str(question).strip()[:MAX_QUESTION_CHARS]
     stamp = now()
     db.execute("INSERT INTO queue_items (adapter, key, question, first_asked, last_asked) VALUES (?, ?, ?, ?, ?) "
@@ -107,11 +109,11 @@ def record_ask_in(db: sqlite3.Connection, adapter: str, question: str, asker: st
                          (adapter, normalise(question))).fetchone()[0]
     db.execute("INSERT INTO queue_asks (item_id, asker, kind, chat_id, message_id, correction, first_asked, last_asked) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, asker) DO UPDATE SET "
-               "last_asked = excluded.last_asked, times = times + 1, "
+               "last_asked = excluded.last_asked, times = times + ?, "
                "kind = CASE WHEN excluded.kind = 'flagged' THEN 'flagged' ELSE kind END, "
                "chat_id = coalesce(excluded.chat_id, chat_id), message_id = coalesce(excluded.message_id, message_id), "
                "correction = CASE WHEN excluded.correction != '' THEN excluded.correction ELSE correction END",
-               (item_id, asker, kind, chat_id, message_id, correction, stamp, stamp))
+               (item_id, asker, kind, chat_id, message_id, correction, stamp, stamp, int(count)))
     return int(item_id)
 
 
