@@ -14,6 +14,8 @@ from assistant.base import BaseError
 from assistant.cli.chat import cmd_adapters, cmd_chat, cmd_policy
 from assistant.cli.common import fail
 from assistant.cli.ops import cmd_export, cmd_provision, cmd_serve, cmd_user
+from assistant.cli.questions import add_parsers as add_question_parsers
+from assistant.cli.questions import cmd_backup, cmd_questions
 from assistant.cli.train import cmd_train, cmd_validate, parse_overrides
 from assistant.engines import ENGINES, EngineError
 from assistant.registry import AdapterError, UnknownAdapter
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--role", default="farmer", help="farmer (chats) or trainer (also trains, exports, deletes)")
     user.add_argument("--file", required=True, help="the users file to create or update")
     user.add_argument("--password-stdin", action="store_true", help="read the password from stdin (for scripts)")
+    add_question_parsers(sub)  # questions list|answer|dismiss, backup
     return parser
 
 
@@ -127,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 COMMANDS = {"policy": cmd_policy, "chat": cmd_chat, "adapters": cmd_adapters, "validate": cmd_validate, "train": cmd_train,
-            "provision": cmd_provision, "serve": cmd_serve, "export": cmd_export, "user": cmd_user}
+            "provision": cmd_provision, "serve": cmd_serve, "export": cmd_export, "user": cmd_user,
+            "questions": cmd_questions, "backup": cmd_backup}
 
 if __name__ == "__main__":
     sys.exit(main())
