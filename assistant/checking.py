@@ -12,6 +12,7 @@ species; a dose with one digit changed. So the check compares facts, not vectors
   a variety, a place, "C4") is in the answer, except those the questions already name (the
   subject of "How is maize pollinated?" need not be repeated);
 - negation: the answer and the pair agree on "not / never / no / avoid";
+- direction: the answer does not raise what the pair lowers ("raises the pH" vs "lowers it");
 - substance: the answer carries at least half of what the pair's answer adds to the questions
   (its content words that neither question has: "violet" in "The Zorblat fruit is violet"), or
   says nothing beyond the pair and the question (a short "Nitrogen." for "Nitrogen deficiency
@@ -88,6 +89,25 @@ SAME = {"corn": "maize", "soya": "soybean", "peanut": "groundnut", "chilli": "ch
         "calf": "cow", "hen": "chicken", "broiler": "chicken"}
 
 
+# Directions of change: "what raises the pH of an acid soil?" is not answered by the pair about
+# lowering it, though the embedder puts the two at 0.83 (they share every other word).
+_UP = re.compile(r"\b(?:rais(?:e|es|ed|ing)|increas(?:e|es|ed|ing)|boost(?:s|ed|ing)?)\b", re.I)
+_DOWN = re.compile(r"\b(?:lower(?:s|ed|ing)?|reduc(?:e|es|ed|ing)|decreas(?:e|es|ed|ing)|cut(?:s|ting)? down)\b",
+                   re.I)
+
+
+def direction(text: str) -> str | None:
+    """"up" or "down" when a text speaks of a change one way only, else None."""
+    up, down = bool(_UP.search(text)), bool(_DOWN.search(text))
+    return "up" if up and not down else "down" if down and not up else None
+
+
+def opposed(text: str, other: str) -> bool:
+    """Whether two texts speak of changes in opposite directions (raise vs lower)."""
+    ours, theirs = direction(text), direction(other)
+    return ours is not None and theirs is not None and ours != theirs
+
+
 def negated(text: str) -> bool:
     words = {w.lower() for w in re.findall(r"[A-Za-z']+", text)}
     return bool(words & NEGATIONS) or "n't" in text.lower()
@@ -123,6 +143,8 @@ def supports(answer: str, pair_answer: str, question: str = "", pair_question: s
         return Verdict(False, f"names what the Q&A does not: {', '.join(sorted(invented)[:4])}")
     if negated(answer) != negated(pair_answer):
         return Verdict(False, "negation differs from the Q&A")
+    if opposed(answer, pair_answer):
+        return Verdict(False, f"says {direction(answer)} where the Q&A says {direction(pair_answer)}")
     pair_words = content_in(pair_answer)
     new = pair_words - given  # what the pair adds to the question: the fact itself ("violet")
     if not new:

@@ -108,6 +108,7 @@ def cover(knowledge, adapter, question: str, follow_up: str | None = None) -> Co
     """Look the question up in the adapter's own indexed pairs. `follow_up`: the last message, when
     `question` joins it to the one before; the pair must then take up what the follow-up itself adds
     ("and stone bunds?"), or it only answers the first question again."""
+    from assistant.checking import opposed
     from assistant.grounding.errors import KnowledgeError
     from assistant.grounding.names import names_agree
 
@@ -122,17 +123,25 @@ def cover(knowledge, adapter, question: str, follow_up: str | None = None) -> Co
     scored = sorted((replace(m, similarity=round(coverage_score(question, m), 4)) for m in found),
                     key=lambda m: -m.similarity)
     covering = next((m for m in scored if m.similarity >= COVER_THRESHOLD and names_agree(question, m)
-                     and subjects_agree(question, m) and (follow_up is None or takes_up(follow_up, m))), None)
+                     and subjects_agree(question, m, follow_up is not None) and not opposed(question, m.question)
+                     and (follow_up is None or takes_up(follow_up, m))), None)
     return Coverage(pair=covering, nearest=scored[:SUGGESTIONS + 1])
 
 
-def subjects_agree(question: str, match) -> bool:
-    """False when the question is about a crop or animal the pair never mentions (the last one named
-    counts: in "How deep for maize? And for beans?" the farmer now asks about beans)."""
+def subjects_agree(question: str, match, follow_up: bool = False) -> bool:
+    """False when the question is about a crop or animal and the pair is about others: "how deep for
+    beans?" is not answered by the potato pair. A pair that names none (how nodules look inside,
+    how bacterial wilt is confirmed) is general and answers it for any crop; one question may name
+    several ("nodules on my bean roots", "soya"), and one of them in the pair suffices. In a
+    follow-up the last one named counts: in "How deep for maize? And for beans?" the farmer now
+    asks about beans."""
     from assistant.checking import subjects_in, subjects_named
 
     named = subjects_named(question)
-    return not named or named[-1] in subjects_in(f"{match.question} {match.answer}")
+    about = subjects_in(f"{match.question} {match.answer}")
+    if not named or not about:
+        return True
+    return named[-1] in about if follow_up else bool(set(named) & about)
 
 
 def takes_up(follow_up: str, match) -> bool:

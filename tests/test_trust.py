@@ -143,20 +143,34 @@ def test_a_prompt_injection_in_the_question_is_only_text(service):
     assert answer.withheld and not answer.checked and "10 litres" not in text and engine.decodes == 0
 
 
-@pytest.mark.parametrize("question, pair_question, pair_answer, agree", [
+@pytest.mark.parametrize("question, pair_question, pair_answer, follow_up, agree", [
     ("How deep should I plant maize seed? And for beans?", "How deep are seed potatoes planted?",
-     "Seed potatoes are planted about 10 cm deep.", False),
+     "Seed potatoes are planted about 10 cm deep.", False, False),
     ("When does corn suffer most from drought?", "At which growth stage is maize most sensitive to drought?",
-     "Maize is most sensitive to drought around silking.", True),
-    ("How often should I deworm my goats?", "How often should cattle be dewormed?", "Deworm cattle twice a year.", False),
-    ("How do I keep weeds down?", "What controls weeds?", "Mulch keeps weeds down.", True),
+     "Maize is most sensitive to drought around silking.", False, True),
+    ("How often should I deworm my goats?", "How often should cattle be dewormed?", "Deworm cattle twice a year.",
+     False, False),
+    ("How do I keep weeds down?", "What controls weeds?", "Mulch keeps weeds down.", False, True),
+    # a general pair answers for any crop; one of several crops named is enough
+    ("i cut open the nodules on my bean roots. what colour are they inside?",
+     "What colour are active nitrogen-fixing nodules on the inside?", "Active nodules are pink or red inside.",
+     False, True),
+    ("why put inoculant on bean or soya seed?", "Why is soybean seed inoculated?",
+     "Inoculating soybean seed supplies the right rhizobia.", False, True),
+    # in a follow-up the crop asked about now is the last one named
+    ("How deep should I plant maize seed? And for beans?", "At what depth should maize seed be sown?",
+     "Sow maize seed about 5 cm deep.", True, False),
+    ("How deep should I plant beans? And for maize?", "At what depth should maize seed be sown?",
+     "Sow maize seed about 5 cm deep.", True, True),
 ])
-def test_a_pair_about_another_crop_or_animal_does_not_cover_the_question(question, pair_question, pair_answer, agree):
+def test_a_pair_about_another_crop_or_animal_does_not_cover_the_question(question, pair_question, pair_answer,
+                                                                        follow_up, agree):
     from types import SimpleNamespace
 
     from assistant.trust import subjects_agree
 
-    assert subjects_agree(question, SimpleNamespace(question=pair_question, answer=pair_answer)) is agree
+    match = SimpleNamespace(question=pair_question, answer=pair_answer)
+    assert subjects_agree(question, match, follow_up) is agree
 
 
 @pytest.mark.parametrize("question", [
