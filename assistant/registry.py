@@ -6,7 +6,8 @@ An adapter is a directory:
     manifest.json                                     written last: name, version, base sha256,
                                                       prompt format, training config, dataset, report
 Shipped adapters live in `adapters/<name>/` (read-only); published ones in
-`<data-dir>/adapters/<name>/v<N>/`. The newest usable version of a name serves. A directory is
+`<data-dir>/adapters/<name>/v<N>/`. One version of each name serves (assistant.serving: recorded in
+`<data-dir>/serving.json`, by default the newest usable one that is not a gated candidate). A directory is
 visible only once renamed into place, and the rename happens after the manifest is written, so a
 crash never leaves a half-written adapter listed. Anything wrong with one adapter (another base, a
 pickle, a corrupt file, a bad name) makes that one unusable, with its reason, and never the others.
@@ -30,6 +31,7 @@ REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter.g
 MANIFEST = "manifest.json"
 RESERVED_NAMES = ("none", "base", "auto")  # adapter choices with a meaning of their own
 POLICY_FILE = "answer_policies.json"  # in the data dir: answer policies changed after publishing, by name
+LINEAGE = "lineage.json"  # beside a version's adapter: what its dataset added to the version before, by whom
 
 
 class AdapterError(Exception):
@@ -76,6 +78,20 @@ class Adapter:
         return self.manifest.get("report_card")
 
     @property
+    def candidate(self) -> bool:
+        """Published to be gated (assistant.training.gate): it serves only once promoted."""
+        return bool(self.manifest.get("candidate"))
+
+    @property
+    def lineage(self) -> dict:
+        """What this version's dataset changed against the version it was trained from, if recorded."""
+        try:
+            data = json.loads((self.path / LINEAGE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
     def answer_policy(self) -> str:
         """"checked" (answers only what its Q&A covers) or "open" (see assistant.trust)."""
         return "checked" if self.manifest.get("answer_policy") == "checked" else "open"
@@ -85,7 +101,7 @@ class Adapter:
                 "problem": self.problem, "path": str(self.path), "prompt_format": self.prompt_format,
                 "description": self.manifest.get("description", ""), "created": self.manifest.get("created"),
                 "dataset": self.manifest.get("dataset", {}), "report_card": self.report_card,
-                "answer_policy": self.answer_policy}
+                "answer_policy": self.answer_policy, "candidate": self.candidate}
 
 
 def validate_name(name: str) -> str:
@@ -202,28 +218,44 @@ class Registry:
                     found.append(self._load(path, "local"))
         return found
 
-    def list(self) -> list[Adapter]:
-        """One entry per name: its newest usable version, else its newest (unusable) one."""
-        best: dict[str, Adapter] = {}
+    def versions(self, name: str) -> list[Adapter]:
+        """Every version of one name, oldest first, with the name's current answer policy."""
         changed = self.changed_policies()
-        for adapter in self.all_versions():
-            if adapter.name in changed:  # a trainer's later choice wins over the one it was published with
-                adapter = replace(adapter, manifest={**adapter.manifest, "answer_policy": changed[adapter.name]})
-            current = best.get(adapter.name)
-            if current is None or (adapter.usable, adapter.version) > (current.usable, current.version):
-                best[adapter.name] = adapter
-        return [best[name] for name in sorted(best)]
+        found = [a for a in self.all_versions() if a.name == name]
+        if name in changed:  # a trainer's later choice wins over the one it was published with
+            found = [replace(a, manifest={**a.manifest, "answer_policy": changed[name]}) for a in found]
+        return sorted(found, key=lambda a: a.version)
+
+    def list(self) -> list[Adapter]:
+        """One entry per name: the version that serves (see serving()), else its newest (unusable) one."""
+        from assistant.serving import pick_serving, read_state
+
+        pinned = read_state(self.data_dir)["serving"]
+        names = sorted({a.name for a in self.all_versions()})
+        return [pick_serving(self.versions(name), pinned.get(name)) for name in names]
 
     def usable_names(self) -> list[str]:
         return [a.name for a in self.list() if a.usable]
 
     def get(self, name: str) -> Adapter:
+        """The version of `name` that serves."""
         for adapter in self.list():
             if adapter.name == name:
                 if not adapter.usable:
                     raise AdapterError(f"adapter '{name}' cannot be used: {adapter.problem}")
                 return adapter
         raise UnknownAdapter(name, self.usable_names())
+
+    def get_version(self, name: str, version: int) -> Adapter:
+        """One version of a name, serving or not; UnknownAdapter / AdapterError when there is none."""
+        versions = self.versions(name)
+        if not versions:
+            raise UnknownAdapter(name, self.usable_names())
+        for adapter in versions:
+            if adapter.version == version:
+                return adapter
+        have = ", ".join(f"v{a.version}" for a in versions)
+        raise AdapterError(f"'{name}' has no version {version}; it has {have}")
 
     def _load(self, path: Path, source: str) -> Adapter:
         stamp = _dir_stamp(path)
@@ -242,6 +274,19 @@ class Registry:
         adapter = Adapter(name=name, version=version, path=path, source=source, manifest=manifest, problem=problem)
         self._cache[path] = (stamp, adapter)
         return adapter
+
+    # the serving version (assistant.serving) --------------------------------------------------
+    def promote(self, name: str, version, by: str = "") -> Adapter:
+        """Make a newer version (a candidate, say) serve instead of the serving one."""
+        from assistant.serving import make_serving
+
+        return make_serving(self, name, version, "promote", by)
+
+    def rollback(self, name: str, version, by: str = "") -> Adapter:
+        """Make an earlier version serve again, without retraining."""
+        from assistant.serving import make_serving
+
+        return make_serving(self, name, version, "rollback", by)
 
     # answer policies --------------------------------------------------------------------------
     def changed_policies(self) -> dict[str, str]:
@@ -296,6 +341,10 @@ class Registry:
             target = self.local_dir / name / f"v{version}"
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging, target)  # not fsutil.move_into_place: an existing version is never replaced
+            if not full.get("candidate"):  # a plain new version serves at once, as it always has
+                from assistant.serving import record_serving
+
+                record_serving(self.data_dir, name, version, "published", by=str(manifest.get("trained_by") or ""))
         return self._load(target, "local")
 
     def delete(self, name: str) -> list[Adapter]:
@@ -317,6 +366,9 @@ class Registry:
         with FileLock(str(self.local_dir / ".publish.lock")):
             doomed = self.staging_dir / f"deleted-{name}-{os.getpid()}-{time.time_ns()}"
             os.replace(self.local_dir / name, doomed)
+            from assistant.serving import forget
+
+            forget(self.data_dir, name)  # a name trained again later starts from its newest version
         shutil.rmtree(doomed, ignore_errors=True)
         return [a for a in versions if a.source == "local"]
 

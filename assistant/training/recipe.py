@@ -44,8 +44,13 @@ class TrainResult:
 
 def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
           on_progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
-          data_bytes: bytes | None = None, description: str = "", answer_policy: str = "open") -> TrainResult:
-    """Fine-tune a LoRA on `report`'s training pairs, evaluate it, publish it as `name`."""
+          data_bytes: bytes | None = None, description: str = "", answer_policy: str = "open",
+          lineage: dict | None = None) -> TrainResult:
+    """Fine-tune a LoRA on `report`'s training pairs, evaluate it, publish it as `name`.
+
+    `lineage` (assistant.training.next_version): what this dataset changed against the serving
+    version; it is stored beside the adapter, and the version is published as a candidate that
+    serves only once its gate promotes it."""
     import torch
 
     from assistant.registry import validate_name
@@ -123,7 +128,14 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
                 "training": {**asdict(cfg), "steps": step, "train_seconds": round(train_seconds, 2),
                              "learned_at_step": learned_at, "final_loss": losses[-1] if losses else None},
                 "dataset": _dataset_info(report, data_bytes)}
-    extra_files = {"dataset" + Path(report.source).suffix.lower(): data_bytes} if data_bytes is not None else None
+    extra_files = {"dataset" + Path(report.source).suffix.lower(): data_bytes} if data_bytes is not None else {}
+    if lineage is not None:
+        import json
+
+        from assistant.registry import LINEAGE
+
+        manifest["candidate"] = True
+        extra_files[LINEAGE] = json.dumps(lineage, indent=2, ensure_ascii=False).encode("utf-8")
 
     def evaluate_staged(staging: Path) -> dict:
         return _report_card(evaluator, staging, fmt.name, report, emit, cancel)
