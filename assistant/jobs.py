@@ -31,7 +31,7 @@ class Job:
     id: str
     name: str
     command: list[str]
-    kind: str = "train"  # train | export
+    kind: str = "train"  # train | next (version) | export
     started: float = field(default_factory=time.time)
     events: list[dict] = field(default_factory=list)  # progress events, in order
     state: str = "queued"  # queued | running | done | failed | cancelled
@@ -83,6 +83,12 @@ class JobManager:
             value = ",".join(value) if isinstance(value, list | tuple) else value
             args += ["--set", f"{key}={value}"]
         return args
+
+    def next_version(self, name: str, by: str = "", pairs_file: Path | None = None) -> Job:
+        """Queue the next version of an adapter (`assistant adapters next`): trained from the serving
+        version and the answered questions, gated, promoted only if nothing regresses."""
+        args = ["adapters", "next", name, "--by", by] + (["--pairs", str(pairs_file)] if pairs_file else [])
+        return self._submit("next", name, args)
 
     def export(self, adapter: str, fmt: str, out: Path | None = None) -> Job:
         """Queue an export job: `assistant export`, verification included, in the worker process."""
@@ -196,7 +202,7 @@ class JobManager:
             job.state, job.error = "cancelled", "cancelled; nothing was published"
         elif code < 0:  # killed by a signal (SIGKILL from the OOM killer, say): stderr says nothing useful
             job.state = "failed"
-            what, product = ("training", "adapter") if job.kind == "train" else (job.kind, job.kind)
+            what, product = ("training", "adapter") if job.kind in ("train", "next") else (job.kind, job.kind)
             job.error = (f"the {what} process was killed ({_signal_name(-code)}), perhaps for lack of memory; "
                          f"no partial {product} is listed, and you can start it again")
         else:

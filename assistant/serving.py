@@ -138,3 +138,28 @@ def parse_version(value) -> int:
         shown = str(value)[:40]
         raise AdapterError(f"invalid version {shown!r}: give a version number such as 2 or v2")
     return int(text)
+
+
+def describe_versions(registry, name: str) -> list[dict]:
+    """Every version of a name, oldest first, as shown by the CLI and the Train tab: describe() plus
+    whether it serves, the gate's decision on it, and what its dataset added (lineage.json)."""
+    from assistant.registry import UnknownAdapter
+
+    versions = registry.versions(name)
+    if not versions:
+        raise UnknownAdapter(name, registry.usable_names())
+    now, gated = serving_version(registry, name), decisions(registry, name)
+    rows = []
+    for adapter in versions:
+        lineage = adapter.lineage
+        status = "serving" if adapter.version == now else (
+            "unusable" if not adapter.usable else "candidate" if adapter.candidate and not (
+                gated.get(adapter.version) or {}).get("passed") else "kept")
+        rows.append({**adapter.describe(), "serving": adapter.version == now, "status": status,
+                     "decision": gated.get(adapter.version),
+                     "lineage": {"trained_from": lineage.get("trained_from"), "trained_by": lineage.get("trained_by"),
+                                 "added": len(lineage.get("added") or []), "replaced": len(lineage.get("replaced") or []),
+                                 "answered_by": sorted({p.get("answered_by") or "" for p in
+                                                        (lineage.get("added") or []) + (lineage.get("replaced") or [])}
+                                                       - {""})} if lineage else None})
+    return rows

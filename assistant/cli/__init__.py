@@ -17,6 +17,7 @@ from assistant.cli.ops import cmd_export, cmd_provision, cmd_serve, cmd_user
 from assistant.cli.questions import add_parsers as add_question_parsers
 from assistant.cli.questions import cmd_backup, cmd_questions
 from assistant.cli.train import cmd_train, cmd_validate, parse_overrides
+from assistant.cli.versions import cmd_versions
 from assistant.engines import ENGINES, EngineError
 from assistant.registry import AdapterError, UnknownAdapter
 
@@ -48,9 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true",
                       help="print one JSON object: answer, adapter, version, checked, sources, suggestions, label")
 
-    adapters = sub.add_parser("adapters", help="list adapters and whether each can be used")
+    adapters = sub.add_parser("adapters", help="list adapters (or one adapter's versions), make a version serve, "
+                              "train the next version")
     _common(adapters)
+    adapters.add_argument("action", nargs="?", default="list", choices=("list", "promote", "rollback", "next"),
+                          help="list (every adapter, or NAME's versions), promote or rollback NAME VERSION (make it "
+                               "serve, no retraining), next NAME (train, gate, promote if nothing regresses)")
+    adapters.add_argument("name", nargs="?")
+    adapters.add_argument("version", nargs="?", help="a version number, e.g. 2 or v2")
+    adapters.add_argument("--pairs", default=None, help="next: a JSON list of {question, answer} to add "
+                          "(default: the answered questions of the trainers' queue)")
+    adapters.add_argument("--by", default="", help="who made the change (recorded with it)")
     adapters.add_argument("--json", action="store_true")
+    adapters.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)  # for the app's job runner
 
     policy = sub.add_parser("policy", help="set how an adapter answers (checked only, or open), without retraining")
     _common(policy)
@@ -129,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail("interrupted", 130)
 
 
-COMMANDS = {"policy": cmd_policy, "chat": cmd_chat, "adapters": cmd_adapters, "validate": cmd_validate, "train": cmd_train,
+def _adapters(args) -> int:
+    return cmd_adapters(args) if args.action == "list" and not args.name else cmd_versions(args)
+
+
+COMMANDS = {"policy": cmd_policy, "chat": cmd_chat, "adapters": _adapters, "validate": cmd_validate, "train": cmd_train,
             "provision": cmd_provision, "serve": cmd_serve, "export": cmd_export, "user": cmd_user,
             "questions": cmd_questions, "backup": cmd_backup}
 
