@@ -112,14 +112,17 @@ class Assistant:
         settings = settings or GenerationSettings()
         policy, question = policy_of(chosen), retrieval_question(messages)
         follow_up = messages[-1]["content"] if is_follow_up(messages) else None
-        coverage = cover(self.knowledge, chosen, question, follow_up)
+        coverage = cover(self.knowledge, chosen, question, follow_up,
+                         vector=plan.vector if plan.question == question else None)
         if coverage.pair is None and policy == "checked":
             answer = Answer.withhold(self.engine, plan, chosen, settings, coverage, question, is_follow_up(messages))
             self._record_open_question(answer, user)
             return answer
-        if coverage.pair is not None and not plan.sources and (ground or policy == "checked"):
-            # The covering pair in the prompt: the model then says what the pair says far more often.
-            plan.messages = with_facts(plan.messages, [coverage.pair])
+        if coverage.pair is not None and (ground or policy == "checked"):
+            # The covering pair in the prompt, alone: the model then says what the pair says far more
+            # often, and the answer is checked against that pair; more pairs would only lengthen the
+            # prompt (~30 tokens each, evaluated before the first token) and offer others to mix in.
+            plan.messages, plan.sources, plan.note = with_facts(plan.messages, [coverage.pair]), [coverage.pair], ""
         return Answer.start(self.engine, plan, chosen, settings, tuple(stop), policy, coverage, question)
 
     def _record_open_question(self, answer: Answer, user: str | None) -> None:

@@ -104,10 +104,11 @@ class Coverage:
         return out[:SUGGESTIONS]
 
 
-def cover(knowledge, adapter, question: str, follow_up: str | None = None) -> Coverage:
+def cover(knowledge, adapter, question: str, follow_up: str | None = None, vector=None) -> Coverage:
     """Look the question up in the adapter's own indexed pairs. `follow_up`: the last message, when
     `question` joins it to the one before; the pair must then take up what the follow-up itself adds
-    ("and stone bunds?"), or it only answers the first question again."""
+    ("and stone bunds?"), or it only answers the first question again. `vector`: the question's
+    embedding, when the plan already computed it (one encoding per answer, not two)."""
     from assistant.checking import opposed
     from assistant.grounding.errors import KnowledgeError
     from assistant.grounding.names import names_agree
@@ -117,7 +118,9 @@ def cover(knowledge, adapter, question: str, follow_up: str | None = None) -> Co
     if knowledge is None:
         return Coverage(note="the Q&A index is not available")
     try:
-        found = knowledge.search(question, [(adapter.name, adapter.version)], k=CANDIDATES, answers=True)
+        scope = [(adapter.name, adapter.version)]
+        found = (knowledge.search(question, scope, k=CANDIDATES, answers=True) if vector is None
+                 else knowledge.search_vector(vector, scope, k=CANDIDATES, answers=True))
     except KnowledgeError as exc:
         return Coverage(note=str(exc))
     scored = sorted((replace(m, similarity=round(coverage_score(question, m), 4)) for m in found),

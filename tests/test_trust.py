@@ -192,3 +192,18 @@ def test_a_follow_up_answer_about_the_first_subject_is_not_checked_against_the_n
              {"role": "assistant", "content": "The Silverrun river waters the Quenth valley."}]
     answer, text = ask(assistant, "And how tall does a Zorblat tree grow?", "orchard", first)
     assert answer.checked and answer.replaced and text == "A Zorblat tree grows about four metres tall."
+
+
+def test_a_grounded_checked_answer_is_grounded_in_its_covering_pair_alone(service):
+    """With grounding on, the prompt holds the one pair the answer is checked against, and the
+    label says so (it used to hold every pair above the grounding threshold, and to say "not
+    grounded" when only the covering pair was put in)."""
+    assistant, engine = service
+    question = "What colour does a Zorblat fruit have, and when is the Zorblat harvest?"
+    messages = [{"role": "user", "content": question}]
+    assert len(assistant.plan(messages, "orchard", True).sources) >= 2  # grounding alone would put in more
+    engine.says = "It is violet."
+    answer = assistant.answer(messages, "orchard", SETTINGS, ground=True)
+    answer.read()
+    assert answer.checked and [m.question for m in answer.sources] == [answer.checked_against.question]
+    assert engine.prompts[-1].count("Fact:") == 1 and " · grounded in 1 Q&A pair · " in answer.label

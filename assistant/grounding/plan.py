@@ -38,6 +38,8 @@ class Plan:
     sources: list[Match] = field(default_factory=list)  # the pairs put into the prompt
     route: Route | None = None  # set when the choice was `auto`
     note: str = ""  # why grounding or routing could not be done, when it could not
+    question: str = ""  # the text looked up: the last user message
+    vector: object = None  # its embedding, when routing or grounding computed it (the answer's checks reuse it)
 
     @property
     def nearest(self) -> Match | None:
@@ -87,7 +89,8 @@ def plan_answer(knowledge: Knowledge | None, registry, messages: list[dict], ada
     stored conversation. `unavailable` says why there is no index, when there is none.
     """
     question = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
-    plan = Plan(adapter=None if is_auto(adapter) else adapter, messages=list(messages), ground=ground)
+    plan = Plan(adapter=None if is_auto(adapter) else adapter, messages=list(messages), ground=ground,
+                question=question)
     if not (ground or is_auto(adapter)):
         return plan
     if knowledge is None:
@@ -97,7 +100,7 @@ def plan_answer(knowledge: Knowledge | None, registry, messages: list[dict], ada
         return plan
     try:
         knowledge.sync(registry)  # a version published since the last refresh is indexed now
-        vector = knowledge.embedder.encode([question])  # once, for routing and grounding both
+        vector = plan.vector = knowledge.embedder.encode([question])  # once, for routing, grounding, coverage
         if is_auto(adapter):
             plan.route = route_question(knowledge, question, registry, vector=vector)
             plan.adapter = plan.route.adapter
