@@ -64,7 +64,7 @@ def _next(args) -> int:
     from dataclasses import asdict
 
     from assistant.stopping import stop_on_sigterm
-    from assistant.training.next_version import next_version
+    from assistant.training.next_version import clean_pairs, next_version
     from assistant.training.progress import TrainingCancelled
 
     def emit(event: dict) -> None:
@@ -85,6 +85,10 @@ def _next(args) -> int:
             return failed(f"cannot read {args.pairs}: {exc.strerror or exc}", 1)
         except ValueError as exc:
             return failed(f"{args.pairs} is not JSON ({exc})", 1)
+        try:
+            clean_pairs(pairs)  # a bad file is refused before the model loads
+        except ValueError as exc:
+            return failed(f"{args.pairs}: {exc}", 1)
     assistant = open_assistant(args)
     if pairs is None:
         try:
