@@ -1,0 +1,98 @@
+"""The Train tab's Versions section, its handlers called as Gradio calls them (no browser)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from assistant.auth import Access, Users, add_user
+from assistant.registry import Registry
+from assistant.serving import record_decision
+from ui import versions
+
+
+@pytest.fixture()
+def assistant(tmp_path, tiny_registry):
+    src = tiny_registry.get("alpha").path
+    for version, extra in ((1, {}), (2, {}), (3, {"candidate": True})):
+        dst = tmp_path / "adapters" / "crop" / f"v{version}"
+        shutil.copytree(src, dst)
+        manifest = json.loads((dst / "manifest.json").read_text())
+        (dst / "manifest.json").write_text(json.dumps({**manifest, "name": "crop", "version": version, **extra}))
+    (tmp_path / "adapters" / "crop" / "v3" / "lineage.json").write_text(json.dumps(
+        {"trained_from": {"name": "crop", "version": 2}, "added": [{"question": "Q?", "answered_by": "amina"}],
+         "replaced": []}))
+    registry = Registry(tiny_registry.base_sha256, tmp_path)
+    record_decision(registry, "crop", 3, {"passed": False, "reasons": ["held-out recall fell from 80% to 60%"]}, False)
+    synced = []
+    return SimpleNamespace(registry=registry, store=None, sync_knowledge=lambda: synced.append(1), synced=synced)
+
+
+class FakeJobs:
+    def __init__(self):
+        self.started, self.jobs = [], []
+
+    def next_version(self, name, by=""):
+        self.started.append((name, by))
+        job = SimpleNamespace(id="job-1", name=name, state="done", error=None, finished=True, last={},
+                              result={"adapter": {"version": 3}, "decision": {
+                                  "passed": True, "serving_version": 2, "reasons": [],
+                                  "rows": [{"label": "Held-out recall", "questions": 5, "serving": 0.6,
+                                            "candidate": 0.8, "allowed_drop": 0.2}]}})
+        self.jobs.append(job)
+        return job
+
+
+def test_versions_table_shows_which_serves_the_candidate_and_why(assistant):
+    table, dropdown = versions.show(assistant, "crop")
+    assert dropdown.value == 2 and [c[1] for c in dropdown.choices] == [1, 2, 3]
+    lines = table.splitlines()
+    assert lines[2].startswith("| v3 | ⏸ candidate |") and "refused: held-out recall fell from 80% to 60%" in lines[2]
+    assert "+1 added, 0 replaced from v2 (answered by amina)" in lines[2]
+    assert lines[3].startswith("| v2 | ✅ serving |") and lines[4].startswith("| v1 | kept |")
+    assert versions.show(assistant, "wheat")[0].startswith("❌ unknown adapter 'wheat'")
+
+
+def test_one_click_rolls_back_or_promotes_and_refusals_are_shown(assistant):
+    status, table, dropdown = versions.make_serving(assistant, "grace", "crop", 1)
+    assert status == "**crop v1** serves now (no retraining)." and dropdown.value == 1 and assistant.synced == [1]
+    assert "| v1 | ✅ serving |" in table
+    assert versions.make_serving(assistant, "grace", "crop", 1)[0] == "❌ crop v1 already serves; nothing changed"
+    assert versions.make_serving(assistant, "grace", "crop", 3)[0].startswith("**crop v3** serves now")
+    assert versions.make_serving(assistant, "grace", None, None)[0] == "❌ Choose the adapter and the version first."
+    assert Registry(assistant.registry.base_sha256, assistant.registry.data_dir).get("crop").version == 3
+
+
+def test_train_next_starts_a_worker_job_and_shows_the_gate(assistant):
+    jobs = FakeJobs()
+    assert versions.start_next(jobs, assistant, "grace", None) == ("❌ Choose the adapter first.", None)
+    status, job_id = versions.start_next(jobs, assistant, "grace", "crop")
+    assert job_id == "job-1" and jobs.started == [("crop", "grace")] and "crop** v2's next version" in status
+    progress, decision = list(versions.watch(jobs, job_id))[-1]
+    assert "data-state='done'" in progress and decision.startswith("### ✅ v3 passed the gate and serves")
+    assert "| Held-out recall (5 questions) | 60% | **80%** | 20% |" in decision
+    assert list(versions.watch(jobs, None)) == [("", "")]
+
+
+def test_farmers_are_refused_on_the_server(tmp_path):
+    users = tmp_path / "users.json"
+    add_user(users, "grace", "trainer", "trainer password")
+    add_user(users, "joseph", "farmer", "farmer password")
+    access = Access(Users.load(users))
+    handler = versions._as_trainer(access, "promote and roll back adapters", lambda user, n: f"{user} did {n}")
+    assert handler(SimpleNamespace(username="Grace"), "crop") == "grace did crop"
+    with pytest.raises(gr.Error, match=r"Your account \(joseph, farmer\) may not promote and roll back adapters"):
+        handler(SimpleNamespace(username="joseph"), "crop")
+
+
+def test_the_section_builds_inside_a_tab(assistant):
+    with gr.Blocks() as demo, gr.Tab("Train"):
+        versions.mount(assistant, FakeJobs(), Access(None))
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"versions-adapter", "versions-version", "versions-serve", "versions-next", "versions-table"} <= ids
+    names = {fn.name for fn in demo.fns.values()}
+    assert {"promote_and_roll_back_adapters", "train_adapters", "see_adapter_versions"} <= names

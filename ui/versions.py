@@ -1,0 +1,201 @@
+"""Train tab, "Versions": each adapter's versions with their report cards and which one serves;
+make any version serve in one click (promote or roll back, no retraining); train the next version
+from the answered questions, watch it, and see the gate's decision.
+
+Trainers only: every handler checks the role on the server (as ui.access.guard does), and is
+given the trainer's name, which is recorded with what they changed. The next version runs in the
+job worker (assistant.jobs, `assistant adapters next`); these handlers only start and watch it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+
+from assistant.registry import AdapterError
+from assistant.training.evaluate import CARD_ROWS
+from ui.access import TRAINER, username
+from ui.train import _cell, _escape
+
+STATUS = {"serving": "✅ serving", "candidate": "⏸ candidate", "kept": "kept", "unusable": "❌ unusable"}
+
+
+def mount(assistant, jobs, access) -> None:
+    """The Versions section, built inside the Train tab."""
+    with gr.Accordion("Versions: which one serves, and the next version", open=False, elem_id="versions"):
+        gr.Markdown("Every trained version is kept. One serves the chat, the API and *auto*; any other can be made "
+                    "to serve again in one click, without retraining. **Train next version** trains on the serving "
+                    "version's Q&A plus the questions answered in *Questions to answer*, with the same settings, "
+                    "and promotes it only if its scores do not fall (see the gate's decision below).")
+        with gr.Row():
+            name = gr.Dropdown(choices=names(assistant), value=None, label="Adapter", elem_id="versions-adapter")
+            version = gr.Dropdown(choices=[], value=None, label="Version", elem_id="versions-version")
+        table = gr.Markdown(elem_id="versions-table")
+        with gr.Row():
+            serve = gr.Button("Make this version serve", elem_id="versions-serve")
+            train_next = gr.Button("Train next version", variant="primary", elem_id="versions-next")
+        status = gr.Markdown(elem_id="versions-status")
+        progress = gr.HTML(elem_id="versions-progress")
+        decision = gr.Markdown(elem_id="versions-decision")
+        started = gr.State(None)  # the id of the job this page started
+
+    def trainer(action, fn):
+        return _as_trainer(access, action, fn)
+
+    name.focus(trainer("see adapter versions", lambda _user, v: gr.Dropdown(choices=names(assistant), value=v)),
+               name, name)
+    name.change(trainer("see adapter versions", lambda _user, n: show(assistant, n)), name, [table, version])
+    serve.click(trainer("promote and roll back adapters", lambda user, n, v: make_serving(assistant, user, n, v)),
+                [name, version], [status, table, version])
+    def follow(_user, job_id):
+        yield from watch(jobs, job_id)
+
+    train_next.click(trainer("train adapters", lambda user, n: start_next(jobs, assistant, user, n)), name,
+                     [status, started]) \
+        .then(trainer("train adapters", follow), started, [progress, decision]) \
+        .then(trainer("see adapter versions", lambda _user, n: show(assistant, n)), name, [table, version])
+
+
+def names(assistant) -> list[str]:
+    return sorted({a.name for a in assistant.registry.all_versions()})
+
+
+def show(assistant, name: str | None):
+    """(versions table markdown, version dropdown set to the serving one)."""
+    from assistant.serving import describe_versions
+
+    if not name:
+        return "", gr.Dropdown(choices=[], value=None)
+    try:
+        rows = describe_versions(assistant.registry, name)
+    except AdapterError as exc:
+        return f"❌ {_cell(str(exc))}", gr.Dropdown(choices=[], value=None)
+    return versions_markdown(rows), gr.Dropdown(choices=[(f"v{r['version']} ({r['status']})", r["version"]) for r in rows],
+                                                value=next((r["version"] for r in rows if r["serving"]), None))
+
+
+def versions_markdown(rows: list[dict]) -> str:
+    """One row per version: status, report card (after training), what its data added, the gate."""
+    head = "| version | status | " + " | ".join(label for _, label in CARD_ROWS) + " | data | gate |"
+    lines = [head, "|" + "---|" * (len(CARD_ROWS) + 4)]
+    for row in reversed(rows):  # newest first
+        after = (row.get("report_card") or {}).get("after") or {}
+        scores = " | ".join(f"{after[key]:.0%}" if isinstance(after.get(key), float) else "–" for key, _ in CARD_ROWS)
+        lineage = row.get("lineage")
+        data = (f"+{lineage['added']} added, {lineage['replaced']} replaced from v{lineage['trained_from']['version']}"
+                + (f" (answered by {', '.join(lineage['answered_by'])})" if lineage["answered_by"] else "")
+                ) if lineage and lineage.get("trained_from") else (row.get("dataset") or {}).get("source", "")
+        lines.append(f"| v{row['version']} | {STATUS[row['status']]} | {scores} | {_cell(data)} | "
+                     f"{_cell(gate_text(row.get('decision')))} |")
+    return "\n".join(lines)
+
+
+def gate_text(decision: dict | None) -> str:
+    if not decision:
+        return ""
+    if decision.get("passed"):
+        return "passed"
+    return "refused: " + "; ".join(decision.get("reasons") or [])
+
+
+def make_serving(assistant, user: str | None, name: str | None, version) -> tuple:
+    """Promote or roll back to the chosen version; (status, table, dropdown). Errors are shown, never raised."""
+    from assistant.serving import make_serving as serve
+
+    if not name or version is None:
+        return ("❌ Choose the adapter and the version first.", *show(assistant, name))
+    try:
+        adapter = serve(assistant.registry, name, version, "serve", by=user or "")
+    except (AdapterError, OSError) as exc:
+        return (f"❌ {_cell(str(exc))}", *show(assistant, name))
+    assistant.sync_knowledge()  # its Q&A is indexed now, so the next chat is checked against it
+    return (f"**{_cell(adapter.name)} v{adapter.version}** serves now (no retraining).", *show(assistant, name))
+
+
+def start_next(jobs, assistant, user: str | None, name: str | None) -> tuple[str, str | None]:
+    """Start the next version in the worker; (status line, the job's id or None when none started)."""
+    if not name:
+        return "❌ Choose the adapter first.", None
+    try:
+        current = assistant.registry.get(name)
+    except AdapterError as exc:
+        return f"❌ {_cell(str(exc))}", None
+    waiting = answered_count(assistant, name)
+    if waiting == 0:
+        return f"❌ No newly answered questions for **{_cell(name)}**: answer some in *Questions to answer* first.", None
+    job = jobs.next_version(name, by=user or "")
+    if job.state == "failed":
+        return f"❌ {_cell(job.error or 'could not start the worker')}", None
+    count = "" if waiting is None else f" with {waiting} newly answered question{'s' if waiting != 1 else ''}"
+    return f"Training **{_cell(name)}** v{current.version}'s next version{count}…", job.id
+
+
+def answered_count(assistant, name: str) -> int | None:
+    """How many answered questions wait to be trained into `name` (None: no queue in this install)."""
+    try:
+        from assistant import questions
+    except ImportError:
+        return None
+    if assistant.store is None:
+        return None
+    return len(questions.answered_pairs(assistant.store, name))
+
+
+def watch(jobs, job_id: str | None, poll_s: float = 0.5) -> Iterator[tuple[str, str]]:
+    """Stream (progress html, gate decision markdown) of one next-version job until it ends."""
+    job = next((j for j in jobs.jobs if j.id == job_id), None) if job_id else None
+    while job is not None:
+        finished = job.finished
+        yield progress_html(job), decision_markdown(job)
+        if finished:
+            return
+        time.sleep(poll_s)
+    yield "", ""
+
+
+def progress_html(job) -> str:
+    last = job.last
+    state = {"queued": "waiting for the worker (one job runs at a time)", "done": "done",
+             "running": f"{last.get('phase', '')}: {last.get('message', '')}",
+             "failed": f"failed: {job.error}", "cancelled": job.error or "cancelled"}[job.state]
+    return f"<div id='versions-job' data-state='{job.state}'><b>{_escape(job.name)}</b> — {_escape(state)}</div>"
+
+
+def decision_markdown(job) -> str:
+    if job.result is None:
+        return ""
+    decision, adapter = job.result.get("decision") or {}, job.result.get("adapter") or {}
+    head = (f"### ✅ v{adapter.get('version')} passed the gate and serves" if decision.get("passed") else
+            f"### ⏸ v{adapter.get('version')} stays a candidate; v{decision.get('serving_version')} still serves")
+    lines = [head, "| | serving | new | may fall by |\n|---|---:|---:|---:|"]
+    for row in decision.get("rows") or []:
+        lines[-1] += (f"\n| {row['label']} ({row['questions']} questions) | {row['serving']:.0%} | "
+                      f"**{row['candidate']:.0%}** | {row['allowed_drop']:.0%} |")
+    lines += [f"- {_cell(reason)}" for reason in decision.get("reasons") or []]
+    lines += [f"- not yet learnt: “{_cell(m['question'])}” → “{_cell(m['answer'])}”" for m in decision.get("misses") or []][:5]
+    return "\n\n".join(lines)
+
+
+def _as_trainer(access, action: str, fn):
+    """Like ui.access.guard, but `fn` gets the trainer's name first (recorded with the change)."""
+    def check(request):
+        message = access.denial(username(request), TRAINER, action)
+        if message:
+            raise gr.Error(message, print_exception=False)
+        return username(request)
+
+    if inspect.isgeneratorfunction(fn):
+        def handler(request: gr.Request, *args):
+            yield from fn(check(request), *args)
+    else:
+        def handler(request: gr.Request, *args):
+            return fn(check(request), *args)
+    own = list(inspect.signature(fn).parameters.values())[1:]
+    handler.__signature__ = inspect.Signature(
+        [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request), *own])
+    handler.__annotations__ = {"request": gr.Request}
+    handler.__name__ = action.replace(" ", "_")
+    return handler
