@@ -11,6 +11,7 @@ from assistant.auth import Access
 from ui import chat, fairness, gate, tempfiles
 from ui import export as exporting
 from ui import train as training
+from ui import versions as versions_section
 from ui.access import FARMER, TRAINER, guard, username
 from ui.clients import Clients
 
@@ -214,6 +215,7 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
     published.change(lambda n: gr.Button(visible=bool(n), value=f"Chat with {n}" if n else ""), published, open_chat)
     open_chat.click(lambda: gr.Tabs(selected="chat"), None, tabs).then(
         functools.partial(_refreshed, assistant), published, [chat_adapter, chat_card, chat_broken])
+    versions_section.mount(assistant, jobs, access)  # ui.versions: which version serves, the next version
 
 
 def _export_tab(assistant, jobs, access) -> None:
