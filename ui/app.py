@@ -8,8 +8,9 @@ import os
 import gradio as gr
 
 from assistant.auth import Access
-from ui import chat, fairness, gate, tempfiles
+from ui import chat, chats, fairness, gate, tempfiles
 from ui import export as exporting
+from ui import questions as questions_section
 from ui import train as training
 from ui import versions as versions_section
 from ui.access import FARMER, TRAINER, guard, username
@@ -29,16 +30,17 @@ def build(assistant, jobs=None, access: Access | None = None, max_upload_mb: int
                     f"<sub>Base: {assistant.base.name} · engine: {assistant.engine.name}</sub>")
         with gr.Tabs() as tabs:
             with gr.Tab("Chat", id="chat"):
-                adapter, card, broken = _chat_tab(assistant, access)
+                adapter, card, broken = _chat_tab(assistant, access, demo)
             trainer_tabs = []
             if jobs is not None:
-                with gr.Tab("Train", id="train") as train_tab:
+                with gr.Tab("Train", id="train", visible=not access.enabled) as train_tab:
                     _train_tab(assistant, jobs, demo, tabs, adapter, card, broken, access, max_upload_mb)
                 trainer_tabs.append(train_tab)
-                with gr.Tab("Export", id="export") as export_tab:
+                with gr.Tab("Export", id="export", visible=not access.enabled) as export_tab:
                     _export_tab(assistant, jobs, access)
                 trainer_tabs.append(export_tab)
-        if access.enabled:  # farmers see only the chat (the handlers refuse them anyway)
+        if access.enabled:  # farmers see only the chat (the handlers refuse them anyway); the tabs start hidden:
+            # a load event cannot hide a shown tab in Gradio 6.31 (measured: the button stays), but can show one
             def tabs_for(request: gr.Request):
                 allowed = access.allows(username(request), TRAINER)
                 return [gr.Tab(visible=allowed) for _ in trainer_tabs]
@@ -47,15 +49,17 @@ def build(assistant, jobs=None, access: Access | None = None, max_upload_mb: int
     return demo
 
 
-def _chat_tab(assistant, access):
+def _chat_tab(assistant, access, demo):
     with gr.Row(equal_height=True):
         adapter = gr.Dropdown(choices=chat.adapter_choices(assistant), value=chat.NONE_VALUE, scale=4,
                               label="Adapter for this chat", elem_id="adapter-select", interactive=True)
         refresh = gr.Button("↻ Refresh list", scale=1, elem_id="refresh-adapters")
     card = gr.Markdown(chat.adapter_card(assistant, chat.NONE_VALUE), elem_id="adapter-card")
     broken = gr.Markdown(chat.unusable_note(assistant), elem_id="adapter-problems")
+    kept = chats.layout()  # past chats, kept in the database per user or per browser
     chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=420, buttons=["copy"],
-                         placeholder="Ask a question about your crops, soil, pests…")
+                         placeholder="Ask a question about your crops, soil, pests…", feedback_options=("Like", "Dislike"))
+    chats.feedback_layout(kept)  # "Suggest a correction" under the conversation
     conversation = gr.State([])
     suggested = gr.State([])  # the closest checked questions, when the last answer was not checked
     with gr.Row(elem_id="suggestions"):
@@ -73,21 +77,25 @@ def _chat_tab(assistant, access):
     with gr.Accordion("Settings", open=False):
         max_tokens = gr.Slider(16, 1024, value=256, step=16, label="Max new tokens")
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = always the same answer)")
-    clear = gr.Button("Clear chat", elem_id="clear")
+    clear = gr.Button("New chat", elem_id="clear")
 
-    respond = guard(access, FARMER, "chat", functools.partial(chat.respond, assistant))
-    inputs = [box, chatbot, conversation, adapter, max_tokens, temperature, ground]
-    outputs = [chatbot, conversation, box, suggested]
+    respond = chats.responder(assistant, access)  # chat.respond, each answer kept in the session's chat
+    inputs = [box, chatbot, conversation, adapter, max_tokens, temperature, ground, kept.owner, kept.chat, kept.ids]
+    outputs = [chatbot, conversation, box, suggested, kept.chat, kept.ids]
+    listed = chats.listing_of(assistant, access)
     # One queue for every way of asking: as many answers stream at once as the engine has slots;
     # the rest wait in Gradio's queue, which shows each user their place in line.
     slots = getattr(assistant.engine, "slots", 1)
-    box.submit(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
-    send.click(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
-    for button in suggestions:  # a click asks that checked question, as if typed
-        button.click(lambda q: q, button, box, queue=False).then(
-            respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat")
+    for asked in (box.submit(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat"),
+                  send.click(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat"),
+                  *(button.click(lambda q: q, button, box, queue=False).then(  # a click asks that checked question
+                      respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat") for button in suggestions)):
+        asked.then(listed, [kept.owner, kept.chat], [kept.listing, kept.suggest], queue=False)
     suggested.change(chat.suggestion_buttons, suggested, [hint, *suggestions], queue=False)
-    clear.click(chat.clear, None, outputs)
+    for emptied in (clear.click, chatbot.clear):  # the chatbot's own 🗑 starts a new chat too
+        emptied(chats.new_chat, None, [*outputs[:4], kept.chat, kept.ids, kept.listing, kept.correction_row, kept.note,
+                                       kept.suggest], queue=False)
+    chats.wire(assistant, access, demo, kept, chatbot, conversation, suggested)
     # The engine's own view (slots free and busy, requests waiting), for operators and the stress
     # tests: after any storm of requests, abandoned ones included, every slot must come back.
     def status(request: gr.Request) -> dict:
@@ -216,6 +224,8 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
     open_chat.click(lambda: gr.Tabs(selected="chat"), None, tabs).then(
         functools.partial(_refreshed, assistant), published, [chat_adapter, chat_card, chat_broken])
     versions_section.mount(assistant, jobs, access)  # ui.versions: which version serves, the next version
+    if assistant.store is not None:
+        questions_section.build(assistant, access, demo)  # ui.questions: the trainers' queue
 
 
 def _export_tab(assistant, jobs, access) -> None:

@@ -74,13 +74,16 @@ def unusable_note(assistant) -> str:
 
 
 def respond(assistant, message: str, display: list, conversation: list, adapter: str | None,
-            max_tokens: float, temperature: float, ground: bool = False) -> Iterator[tuple[list, list, str, list]]:
+            max_tokens: float, temperature: float, ground: bool = False, user: str | None = None,
+            on_done=None) -> Iterator[tuple[list, list, str, list]]:
     """Stream one answer. Yields (chatbot messages, model conversation, textbox value, suggestions).
 
     The label under the answer names the adapter (with `auto`: the one chosen and why), and says
     whether the answer is checked against the adapter's Q&A; the pair it was checked against, or
     the grounding sources, follow it. Suggestions are the closest checked questions, offered as
-    one-click questions when the answer is not checked.
+    one-click questions when the answer is not checked. `user` is who asks (a question without a
+    checked answer is recorded for the trainers under it); `on_done(answer, shown)` is called with
+    the finished answer before the last yield (ui.chats keeps it in the chat's history).
     """
     question = (message or "").strip()
     if not question:  # an empty question does nothing
@@ -90,7 +93,7 @@ def respond(assistant, message: str, display: list, conversation: list, adapter:
     display = [*display, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
     try:
         settings = GenerationSettings(max_tokens=int(max_tokens), temperature=float(temperature))
-        answer = assistant.answer(conversation, adapter, settings, ground=bool(ground))
+        answer = assistant.answer(conversation, adapter, settings, ground=bool(ground), user=user)
         with closing(answer):  # a closed tab (Gradio closes this generator) stops the decode at once
             for _ in answer:
                 shown = _labelled(_safe_text(answer.text) + " ▌", _safe(answer.label), evidence_markdown(answer))
@@ -104,6 +107,8 @@ def respond(assistant, message: str, display: list, conversation: list, adapter:
     display[-1] = {"role": "assistant", "content": shown}
     # A withheld answer is not a turn the model said: it stays out of the next prompt.
     said = [] if answer.withheld else [{"role": "assistant", "content": answer.text}]
+    if on_done is not None:
+        on_done(answer, shown)
     yield display, [*conversation, *said], "", answer.suggestions
 
 
