@@ -4,6 +4,7 @@
     GET    /v1/models/{model}         one of them
     DELETE /v1/models/{model}         trainers: delete every version of a trained adapter
     POST   /v1/chat/completions       an answer, whole or streamed (server-sent events)
+    POST   /v1/feedback               a rating or correction of a completion (api/feedback.py)
 
 In a stream, the first chunk carries the role and the product's extras (`x_assistant`: adapter,
 version, how it was chosen, sources: all decided before the first token); the last chunk the
@@ -23,7 +24,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api import schemas
+from api import feedback, schemas
 from api.errors import ApiError, from_service, internal
 from api.keys import Caller, authenticate, require
 from api.streaming import Door, Pump, until_disconnect
@@ -85,14 +86,17 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
                 raise from_service(exc) from None
             if chat.stream:
                 entered = False  # the stream leaves the door itself, when it ends
-                return _EventStream(_events(chat, answer, pump), lambda: (pump.leave(), door.leave(caller.limit_key)))
+                return _EventStream(_events(chat, answer, pump, lambda: feedback.keep(assistant, caller, chat, answer)),
+                                    lambda: (pump.leave(), door.leave(caller.limit_key)))
             if not await _whole(pump, request):
                 return JSONResponse({"error": None}, status_code=499)  # nobody is left to read it
+            await feedback.keep(assistant, caller, chat, answer)  # so that it can be rated by its id
             return JSONResponse(schemas.completion(chat, answer))
         finally:
             if entered:
                 door.leave(caller.limit_key)
 
+    feedback.add_routes(router, assistant, caller_of, read_body, _require_json)
     return router
 
 
@@ -166,7 +170,7 @@ class _EventStream(StreamingResponse):
                 done()
 
 
-async def _events(chat, answer, pump: Pump):
+async def _events(chat, answer, pump: Pump, kept=None):
     """The server-sent events of one streamed answer. Starlette cancels this generator when the
     client disconnects; `async for` over the pump then tells its thread to stop and close."""
     def event(obj) -> str:
@@ -184,6 +188,8 @@ async def _events(chat, answer, pump: Pump):
             return
         # The extras again, now complete: whether the answer was checked is known only at its end.
         yield event(schemas.chunk(chat, {}, answer.finish_reason or "stop", **{schemas.EXTRA: schemas.extras(answer)}))
+        if kept is not None:
+            await kept()  # the finished answer, kept so that it can be rated by its id
         if chat.include_usage:
             yield event(schemas.usage_chunk(chat, answer))
         yield "data: [DONE]\n\n"

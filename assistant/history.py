@@ -21,7 +21,7 @@ from assistant.store import Store, now
 MAX_TITLE_CHARS = 80
 MAX_MESSAGE_CHARS = 40_000  # what is kept of one message; the model's context is far shorter
 MAX_CHATS_LISTED = 100
-OWNER = re.compile(r"(user:[a-z0-9._@-]{1,64}|browser:[0-9a-f]{32})")
+OWNER = re.compile(r"(user:[a-z0-9._@-]{1,64}|browser:[0-9a-f]{32}|api:[a-z0-9._@-]{1,64})")  # api: API callers
 NO_ADAPTER = "none"  # the queue's name for answers of the bare base
 
 
