@@ -82,15 +82,28 @@ def test_an_edited_question_replaces_its_row_and_the_lineage_says_who_added_what
 
 # the whole way ------------------------------------------------------------------------------------
 
-def _v1(tiny_base, data_dir, fact_file):
-    registry = Registry(tiny_base.sha256, data_dir)
+@pytest.fixture(scope="module")
+def trained_v1(tiny_base, tmp_path_factory):
+    """A data directory where 'facts' v1 was trained by the tiny recipe (no replay: it stays quick)."""
+    from tiny import FACTS
+
+    data_dir, source = tmp_path_factory.mktemp("v1"), tmp_path_factory.mktemp("facts") / "facts.jsonl"
+    rows = [{"question": q, "answer": a} for q, a in FACTS]
+    rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = config.preset("tiny", replay_per_step=0, swap_replay=0, epochs=2)
-    recipe.train(cfg, tiny_base, registry, load_qa_file(fact_file), "facts", data_bytes=fact_file.read_bytes())
-    return registry
+    recipe.train(cfg, tiny_base, Registry(tiny_base.sha256, data_dir), load_qa_file(source), "facts",
+                 data_bytes=source.read_bytes())
+    return data_dir
 
 
-def test_a_refused_candidate_is_kept_and_v1_still_serves(tiny_base, tmp_path, fact_file, monkeypatch):
-    registry = _v1(tiny_base, tmp_path, fact_file)
+def _v1(tiny_base, data_dir, trained_v1):
+    shutil.copytree(trained_v1, data_dir, dirs_exist_ok=True)
+    return Registry(tiny_base.sha256, data_dir)
+
+
+def test_a_refused_candidate_is_kept_and_v1_still_serves(tiny_base, tmp_path, trained_v1, monkeypatch):
+    registry = _v1(tiny_base, tmp_path, trained_v1)
     src = registry.get("facts").path
 
     def fake_train(cfg, base, registry, report, name, lineage=None, **_):  # a copy of v1, published as a candidate
@@ -118,24 +131,45 @@ def test_a_refused_candidate_is_kept_and_v1_still_serves(tiny_base, tmp_path, fa
     assert rows[1]["decision"]["reasons"] == ["held-out recall (paraphrases) fell from 90% to 60% (at most 5% may be lost)"]
     assert rows[1]["lineage"]["added"] == 1 and rows[1]["lineage"]["answered_by"] == ["amina", "juma"]
     assert registry.promote("facts", 2).version == 2, "a trainer may still promote it by hand"
-
-
-def test_next_version_on_the_tiny_model_trains_gates_and_serves(tiny_base, tmp_path, fact_file, tiny_llamacpp):
-    registry = _v1(tiny_base, tmp_path, fact_file)
-    marked, events = [], []
-    assistant = SimpleNamespace(registry=registry, base=tiny_base, engine=tiny_llamacpp)
-    result = next_version.next_version(assistant, "facts", PAIRS, by="amina", on_progress=events.append,
+    scores[3] = _card(0.88, None, 1.0, counts)  # within 5 points: v3 passes, serves, its items are done
+    scores[2] = scores[1]
+    result = next_version.next_version(assistant, "facts", PAIRS, by="amina",
                                        mark_trained=lambda ids, v: marked.append((ids, v)))
-    decision = result.decision
-    assert result.promoted and decision["passed"], decision
-    assert {r["metric"] for r in decision["rows"]} >= {"heldout_recall", "new_recall"}
-    assert marked == [([7, 8, 9], 2)]
-    restarted = Registry(tiny_base.sha256, tmp_path)
+    assert result.promoted and registry.get("facts").version == 3 and marked == [([7, 8, 9], 3)]
+
+
+def test_next_version_on_the_tiny_model_trains_gates_and_serves(tiny_base, tmp_path, trained_v1, capsys):
+    """The worker's own command (`assistant adapters next --progress-json`, as assistant.jobs runs
+    it), here in this process: the tiny model trained, gated and served."""
+    from assistant.cli import main
+
+    registry = _v1(tiny_base, tmp_path / "data", trained_v1)
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps(PAIRS))
+    code = main(["adapters", "next", "facts", "--pairs", str(pairs), "--by", "amina", "--progress-json",
+                 "--base", str(tiny_base.gguf_path), "--data-dir", str(registry.data_dir)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    result = events[-1]
+    assert result["phase"] == "result" and result["promoted"] and result["decision"]["passed"], result
+    assert {r["metric"] for r in result["decision"]["rows"]} >= {"heldout_recall", "new_recall"}
+    assert any(e["phase"] == "gate" for e in events) and events[-2]["message"].startswith("v2 passed the gate")
+    restarted = Registry(tiny_base.sha256, registry.data_dir)
     v2 = restarted.get("facts")
     assert v2.version == 2 and v2.candidate and v2.manifest["training"]["epochs"] == 2, "same settings as v1"
     stored = load_qa_file(v2.path / "dataset.jsonl")
     assert len(stored.train) == 4 and len(stored.test) == 1
     assert v2.lineage["trained_from"]["version"] == 1 and v2.lineage["trained_by"] == "amina"
     assert v2.manifest["report_card"]["counts"]["train"] == 4
-    assert any(e.phase == "gate" for e in events) and events[-1].message.startswith("v2 passed the gate")
-    assert restarted.rollback("facts", 1).version == 1 and Registry(tiny_base.sha256, tmp_path).get("facts").version == 1
+    assert restarted.rollback("facts", 1).version == 1 and Registry(tiny_base.sha256, registry.data_dir).get("facts").version == 1
+
+
+def test_the_job_worker_is_asked_for_the_next_version(tmp_path, monkeypatch):
+    from assistant.jobs import JobManager
+
+    jobs = JobManager("tiny.gguf", tmp_path)
+    monkeypatch.setattr(jobs, "_launch", lambda job: None)
+    job = jobs.next_version("facts", by="amina", pairs_file=tmp_path / "pairs.json")
+    assert job.kind == "next" and jobs.latest("next") is job
+    assert job.command[3:10] == ["adapters", "next", "facts", "--by", "amina", "--pairs", str(tmp_path / "pairs.json")]
