@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from assistant import serving
 from assistant.fsutil import new_staging, sha256_file, sweep_staging, write_json_atomic
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
@@ -220,19 +221,21 @@ class Registry:
 
     def versions(self, name: str) -> list[Adapter]:
         """Every version of one name, oldest first, with the name's current answer policy."""
-        changed = self.changed_policies()
-        found = [a for a in self.all_versions() if a.name == name]
-        if name in changed:  # a trainer's later choice wins over the one it was published with
-            found = [replace(a, manifest={**a.manifest, "answer_policy": changed[name]}) for a in found]
-        return sorted(found, key=lambda a: a.version)
+        return self._by_name().get(name, [])
 
     def list(self) -> list[Adapter]:
-        """One entry per name: the version that serves (see serving()), else its newest (unusable) one."""
-        from assistant.serving import pick_serving, read_state
+        """One entry per name: the version that serves (assistant.serving), else its newest (unusable) one."""
+        pinned = serving.read_state(self.data_dir)["serving"]
+        return [serving.pick_serving(versions, pinned.get(name)) for name, versions in sorted(self._by_name().items())]
 
-        pinned = read_state(self.data_dir)["serving"]
-        names = sorted({a.name for a in self.all_versions()})
-        return [pick_serving(self.versions(name), pinned.get(name)) for name in names]
+    def _by_name(self) -> dict[str, list[Adapter]]:
+        changed = self.changed_policies()
+        grouped: dict[str, list[Adapter]] = {}
+        for adapter in self.all_versions():
+            if adapter.name in changed:  # a trainer's later choice wins over the one it was published with
+                adapter = replace(adapter, manifest={**adapter.manifest, "answer_policy": changed[adapter.name]})
+            grouped.setdefault(adapter.name, []).append(adapter)
+        return {name: sorted(found, key=lambda a: a.version) for name, found in grouped.items()}
 
     def usable_names(self) -> list[str]:
         return [a.name for a in self.list() if a.usable]
@@ -278,15 +281,11 @@ class Registry:
     # the serving version (assistant.serving) --------------------------------------------------
     def promote(self, name: str, version, by: str = "") -> Adapter:
         """Make a newer version (a candidate, say) serve instead of the serving one."""
-        from assistant.serving import make_serving
-
-        return make_serving(self, name, version, "promote", by)
+        return serving.make_serving(self, name, version, "promote", by)
 
     def rollback(self, name: str, version, by: str = "") -> Adapter:
         """Make an earlier version serve again, without retraining."""
-        from assistant.serving import make_serving
-
-        return make_serving(self, name, version, "rollback", by)
+        return serving.make_serving(self, name, version, "rollback", by)
 
     # answer policies --------------------------------------------------------------------------
     def changed_policies(self) -> dict[str, str]:
@@ -342,9 +341,7 @@ class Registry:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging, target)  # not fsutil.move_into_place: an existing version is never replaced
             if not full.get("candidate"):  # a plain new version serves at once, as it always has
-                from assistant.serving import record_serving
-
-                record_serving(self.data_dir, name, version, "published", by=str(manifest.get("trained_by") or ""))
+                serving.record_serving(self.data_dir, name, version, "published", by=str(manifest.get("trained_by") or ""))
         return self._load(target, "local")
 
     def delete(self, name: str) -> list[Adapter]:
@@ -366,9 +363,7 @@ class Registry:
         with FileLock(str(self.local_dir / ".publish.lock")):
             doomed = self.staging_dir / f"deleted-{name}-{os.getpid()}-{time.time_ns()}"
             os.replace(self.local_dir / name, doomed)
-            from assistant.serving import forget
-
-            forget(self.data_dir, name)  # a name trained again later starts from its newest version
+            serving.forget(self.data_dir, name)  # a name trained again later starts from its newest version
         shutil.rmtree(doomed, ignore_errors=True)
         return [a for a in versions if a.source == "local"]
 
