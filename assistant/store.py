@@ -102,6 +102,9 @@ MIGRATIONS = [
            times INTEGER NOT NULL DEFAULT 1,
            UNIQUE (item_id, asker)
        );""",
+    # 4: secrets the app makes once and keeps (the key of the browser id a browser keeps, so that a
+    #    restart of the app still reads it)
+    """CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)""",
 ]
 MAX_QUESTION_CHARS = 2000  # what is kept of one question: enough to answer it, bounded against abuse
 
@@ -172,6 +175,14 @@ class Store:
                     raise
         except sqlite3.Error as exc:
             raise StoreError(_plain(exc)) from exc
+
+    def secret(self, name: str) -> str:
+        """A random secret made the first time it is asked for, the same ever after (all processes)."""
+        import secrets
+
+        with self.write() as db:
+            db.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, secrets.token_urlsafe(32)))
+            return db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0]
 
     def backup(self, dest: Path) -> Path:
         """A consistent copy of the whole database while the app runs (SQLite's online backup)."""

@@ -56,7 +56,7 @@ def _chat_tab(assistant, access, demo):
         refresh = gr.Button("↻ Refresh list", scale=1, elem_id="refresh-adapters")
     card = gr.Markdown(chat.adapter_card(assistant, chat.NONE_VALUE), elem_id="adapter-card")
     broken = gr.Markdown(chat.unusable_note(assistant), elem_id="adapter-problems")
-    kept = chats.layout()  # past chats, kept in the database per user or per browser
+    kept = chats.layout(assistant.store)  # past chats, kept in the database per user or per browser
     chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=420, buttons=["copy"],
                          placeholder="Ask a question about your crops, soil, pests…", feedback_options=("Like", "Dislike"))
     chats.feedback_layout(kept)  # "Suggest a correction" under the conversation

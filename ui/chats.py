@@ -40,12 +40,14 @@ class History:
     note: gr.Markdown | None = None
 
 
-def layout() -> History:
-    """The list of past chats (above the conversation)."""
+def layout(store) -> History:
+    """The list of past chats (above the conversation). The browser's id is kept encrypted under a
+    secret the database keeps (Gradio's default is a new one each start: a restart would lose it)."""
+    secret = store.secret("browser-state") if store is not None else None
     with gr.Row(equal_height=True, elem_id="chat-history"):
         listing = gr.Dropdown(choices=[], value=None, label="Your chats", elem_id="chat-list", scale=4, interactive=True)
         delete = gr.Button("Delete chat", size="sm", variant="stop", scale=1, elem_id="delete-chat")
-    return History(gr.BrowserState("", storage_key=BROWSER_KEY), gr.State(""), gr.State(""), gr.State([]), listing, delete)
+    return History(gr.BrowserState("", storage_key=BROWSER_KEY, secret=secret), gr.State(""), gr.State(""), gr.State([]), listing, delete)
 
 
 def feedback_layout(h: History) -> None:
