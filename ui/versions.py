@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import gradio as gr
 
 from assistant.registry import AdapterError
+from assistant.store import StoreError
 from assistant.training.evaluate import CARD_ROWS
+from assistant.training.next_version import mark_queue_items
 from ui.access import TRAINER, username
 from ui.train import _cell, _escape
 
@@ -112,7 +114,12 @@ def make_serving(assistant, user: str | None, name: str | None, version) -> tupl
     except (AdapterError, OSError) as exc:
         return (f"❌ {_cell(str(exc))}", *show(assistant, name))
     assistant.sync_knowledge()  # its Q&A is indexed now, so the next chat is checked against it
-    return (f"**{_cell(adapter.name)} v{adapter.version}** serves now (no retraining).", *show(assistant, name))
+    note = ""
+    try:
+        mark_queue_items(assistant.store, adapter)  # its questions show as answered to those who asked
+    except (ValueError, OSError, StoreError) as exc:
+        note = f" Its questions could not be marked answered: {_cell(str(exc))}"
+    return (f"**{_cell(adapter.name)} v{adapter.version}** serves now (no retraining).{note}", *show(assistant, name))
 
 
 def start_next(jobs, assistant, user: str | None, name: str | None) -> tuple[str, str | None]:

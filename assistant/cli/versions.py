@@ -31,6 +31,7 @@ def cmd_versions(args) -> int:
             return fail(f"could not record the serving version: {exc.strerror or exc}; nothing changed", 1)
         print(f"{adapter.name} v{adapter.version} serves now "
               f"({'promoted' if args.action == 'promote' else 'rolled back'}; no retraining)")
+        _mark(registry, adapter)
         return 0
     if args.version is not None:
         return fail(f"adapters {args.action} takes no VERSION", 2)
@@ -43,6 +44,20 @@ def cmd_versions(args) -> int:
     for row in rows:
         print(format_row(row))
     return 0
+
+
+def _mark(registry, adapter) -> None:
+    """The questions this version was trained from are answered now, in their askers' chat lists."""
+    from assistant.store import Store, StoreError
+    from assistant.training.next_version import mark_queue_items
+
+    if not adapter.lineage:
+        return
+    try:
+        mark_queue_items(Store.open(registry.data_dir), adapter)
+    except (ValueError, OSError, StoreError) as exc:  # it serves all the same; the items stay answered, not trained
+        print(f"assistant: v{adapter.version} serves, but its questions could not be marked trained: {exc}",
+              file=sys.stderr)
 
 
 def format_row(row: dict) -> str:
