@@ -171,7 +171,8 @@ class Store:
                     yield db
                     db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    if db.in_transaction:  # SQLite itself rolls back on some errors (a full disk)
+                        db.execute("ROLLBACK")
                     raise
         except sqlite3.Error as exc:
             raise StoreError(_plain(exc)) from exc

@@ -86,3 +86,24 @@ def test_a_withheld_answer_links_the_chat_to_the_item_the_service_recorded(tmp_p
     assert history.chats(store, AMINA)[0].answered == 1  # the farmer's chat list shows it answered
     history.delete_chat(store, AMINA, chat)
     assert history.chats(store, AMINA) == [] and questions.get(store, item.id).asks[0].chat_id is None
+
+
+def test_a_full_disk_is_a_clear_message_and_nothing_half_written(tmp_path, monkeypatch):
+    from assistant.store import StoreError
+
+    store = Store.open(tmp_path)
+    history.add_turn(store, AMINA, None, "before", answer())
+    connect = store._connect
+
+    def full():  # the database may not grow by a single page: as a full disk
+        db = connect()
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")
+        return db
+
+    monkeypatch.setattr(store, "_connect", full)
+    with pytest.raises(StoreError, match="the disk is full: nothing was written"):
+        history.add_turn(store, AMINA, None, "a long question " * 2000, answer("x" * 30_000))
+    monkeypatch.undo()
+    assert [c.title for c in history.chats(store, AMINA)] == ["before"]
+    assert len(history.messages(store, AMINA, history.chats(store, AMINA)[0].id)) == 2
