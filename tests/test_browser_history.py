@@ -72,5 +72,8 @@ def test_farmer_flags_an_answer_reloads_and_a_trainer_answers_it(tiny_base, tmp_
         expect(trainer.locator("#queue-answer textarea")).to_have_value(CORRECTION)
         trainer.locator("#queue-save").click()
         expect(trainer.locator("#queue-note")).to_contain_text("goes into orchard's next version")
+        for route in ("gradio_api/file=", "file="):  # the database is never served, not even to a trainer
+            database = trainer.request.get(f"{url}{route}{(data_dir / 'assistant.sqlite3').resolve()}")
+            assert database.status in (403, 404) and b"SQLite format" not in database.body()
     [pair] = questions.answered_pairs(Store.open(data_dir), "orchard")
     assert (pair["question"], pair["answer"], pair["answered_by"]) == (QUESTION, CORRECTION, "grace")
