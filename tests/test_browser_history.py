@@ -70,10 +70,18 @@ def test_farmer_flags_an_answer_reloads_and_a_trainer_answers_it(tiny_base, tmp_
         expect(trainer.locator("#queue-detail")).to_contain_text("The conversation it came from")
         expect(trainer.locator("#queue-detail")).to_contain_text("None in the last <b>21 days</b>")  # text, not markup
         expect(trainer.locator("#queue-answer textarea")).to_have_value(CORRECTION)
+        assert trainer.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         trainer.locator("#queue-save").click()
         expect(trainer.locator("#queue-note")).to_contain_text("goes into orchard's next version")
         for route in ("gradio_api/file=", "file="):  # the database is never served, not even to a trainer
             database = trainer.request.get(f"{url}{route}{(data_dir / 'assistant.sqlite3').resolve()}")
             assert database.status in (403, 404) and b"SQLite format" not in database.body()
+
+        farmer.locator("#delete-chat").click()  # two taps: the first only asks
+        farmer.locator("#delete-chat-confirm").click()
+        expect(farmer.locator("#chatbot")).not_to_contain_text(QUESTION)
+        farmer.reload()
+        expect(farmer.locator("#chat-list input")).to_have_value("", timeout=30_000)
+        expect(farmer.locator("#chatbot")).not_to_contain_text(QUESTION)
     [pair] = questions.answered_pairs(Store.open(data_dir), "orchard")
     assert (pair["question"], pair["answer"], pair["answered_by"]) == (QUESTION, CORRECTION, "grace")

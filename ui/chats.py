@@ -32,6 +32,7 @@ class History:
     ids: gr.State
     listing: gr.Dropdown
     delete: gr.Button
+    confirm_delete: gr.Button
     correction_row: gr.Row | None = None  # these from feedback_layout, under the conversation
     correction: gr.Textbox | None = None
     send_correction: gr.Button | None = None
@@ -46,8 +47,10 @@ def layout(store) -> History:
     secret = store.secret("browser-state") if store is not None else None
     with gr.Row(equal_height=True, elem_id="chat-history"):
         listing = gr.Dropdown(choices=[], value=None, label="Your chats", elem_id="chat-list", scale=4, interactive=True)
-        delete = gr.Button("Delete chat", size="sm", variant="stop", scale=1, elem_id="delete-chat")
-    return History(gr.BrowserState("", storage_key=BROWSER_KEY, secret=secret), gr.State(""), gr.State(""), gr.State([]), listing, delete)
+        delete = gr.Button("Delete chat", size="sm", scale=1, elem_id="delete-chat")
+    confirm = gr.Button("Yes, delete this chat", size="sm", variant="stop", visible=False, elem_id="delete-chat-confirm")
+    return History(gr.BrowserState("", storage_key=BROWSER_KEY, secret=secret), gr.State(""), gr.State(""), gr.State([]),
+                   listing, delete, confirm)
 
 
 def feedback_layout(h: History) -> None:
@@ -101,7 +104,11 @@ def wire(assistant, access, demo, h: History, chatbot, conversation, suggested) 
                 raise gr.Error(str(exc), print_exception=False) from None
         return _open(store, owner, None)
 
-    h.delete.click(delete_chat, [h.owner, h.chat], opened)
+    # Two taps, so a slip of the thumb on a phone deletes nothing; any other action hides the second.
+    h.delete.click(lambda chat_id: gr.Button(visible=bool(chat_id)), h.chat, h.confirm_delete, queue=False)
+    h.confirm_delete.click(delete_chat, [h.owner, h.chat], opened).then(lambda: gr.Button(visible=False), None,
+                                                                        h.confirm_delete, queue=False)
+    h.listing.input(lambda: gr.Button(visible=False), None, h.confirm_delete, queue=False)
 
     def rate_answer(request: gr.Request, owner, ids, data: gr.LikeData):
         _checked(access, request, "rate answers")
