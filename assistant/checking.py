@@ -25,6 +25,7 @@ only ever compared here, never followed: an answer that says "ignore the Q&A" is
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -76,13 +77,25 @@ def content_in(text: str) -> set[str]:
 
 def subjects_named(text: str) -> list[str]:
     """The crops and animals a text mentions (lower-case words a farmer's question is about), in order."""
-    from assistant.trust import subject_stems
-
     return [SAME.get(w, w) for w in (_stem(w) for w in _WORD.findall(text)) if w in subject_stems()]
 
 
 def subjects_in(text: str) -> set[str]:
     return set(subjects_named(text))
+
+
+# What a farmer's question is about, when it is not capitalised: a pair about potatoes does not
+# answer "how deep for beans?" however alike the wording (grounding.names covers capitalised names).
+SUBJECTS = set("""maize corn bean soybean soya cowpea pea chickpea lentil groundnut peanut rice wheat barley oat sorghum
+millet teff cassava potato yam taro banana plantain coffee tea cocoa cotton sugarcane tomato onion cabbage kale
+carrot pepper chili chilli pumpkin squash cucumber melon watermelon mango avocado citrus orange lemon apple grape
+sunflower sesame tobacco alfalfa clover rye vetch goat sheep cow cattle calf pig chicken broiler hen duck turkey
+rabbit fish tilapia bee""".split())
+
+
+@functools.cache
+def subject_stems() -> frozenset[str]:
+    return frozenset(_stem(w) for w in SUBJECTS)  # SAME's synonyms are in SUBJECTS too
 
 
 SAME = {"corn": "maize", "soya": "soybean", "peanut": "groundnut", "chilli": "chili", "cattle": "cow",
@@ -118,7 +131,7 @@ def supports(answer: str, pair_answer: str, question: str = "", pair_question: s
     """Whether `answer` says what `pair_answer` says (see the module docstring for the rules).
     `question` (the user's) and `pair_question` say what is given, not claimed; `keywords`, the
     pair's key facts as its trainer wrote them, must all be there (matched as the report card does)."""
-    from assistant.training.evaluate import Probe, is_correct
+    from assistant.scoring import Probe, is_correct
 
     if not answer.strip():
         return Verdict(False, "the answer is empty")

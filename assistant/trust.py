@@ -16,7 +16,6 @@ after training); the bare base has no Q&A and is always open.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -35,23 +34,8 @@ LEXICAL = 0.2
 COVER_THRESHOLD = 0.62
 SUGGEST_FLOOR = 0.40  # closest questions at least this near are offered as "Did you mean ...?"
 CANDIDATES = 8
-# What a farmer's question is about, when it is not capitalised: a pair about potatoes does not
-# answer "how deep for beans?" however alike the wording (grounding.names covers capitalised names).
-SUBJECTS = set("""maize corn bean soybean soya cowpea pea chickpea lentil groundnut peanut rice wheat barley oat sorghum
-millet teff cassava potato yam taro banana plantain coffee tea cocoa cotton sugarcane tomato onion cabbage kale
-carrot pepper chili chilli pumpkin squash cucumber melon watermelon mango avocado citrus orange lemon apple grape
-sunflower sesame tobacco alfalfa clover rye vetch goat sheep cow cattle calf pig chicken broiler hen duck turkey
-rabbit fish tilapia bee""".split())
-
 SUGGESTIONS = 3
 FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|same for|and for|what of|and in|and if|but)\b", re.I)
-
-
-@functools.cache
-def subject_stems() -> frozenset[str]:
-    from assistant.checking import _stem
-
-    return frozenset(_stem(w) for w in SUBJECTS)  # checking.SAME's synonyms are in SUBJECTS too
 
 
 def policy_of(adapter) -> str:
