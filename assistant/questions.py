@@ -97,19 +97,20 @@ def bounded(text, limit: int, what: str, required: bool = True) -> str:
 
 def record_ask_in(db: sqlite3.Connection, adapter: str, question: str, asker: str, kind: str,
                   chat_id: str | None = None, message_id: int | None = None, correction: str = "",
-                  count: bool = True) -> int:
+                  count: bool = True, at: str | None = None) -> int:
     """Inside the caller's transaction: the item for this question (made or found) and this asker's
-    ask. `count` False: the same asking seen again (the chat linking what the service recorded)."""
+    ask. `count` False: the same asking seen again (the chat linking what the service recorded);
+    `at`: when it was asked, if not now."""
     question = str(question).strip()[:MAX_QUESTION_CHARS]
-    stamp = now()
+    stamp = at or now()
     db.execute("INSERT INTO queue_items (adapter, key, question, first_asked, last_asked) VALUES (?, ?, ?, ?, ?) "
-               "ON CONFLICT (adapter, key) DO UPDATE SET last_asked = excluded.last_asked",
+               "ON CONFLICT (adapter, key) DO UPDATE SET last_asked = max(last_asked, excluded.last_asked)",
                (adapter, normalise(question), question, stamp, stamp))
     item_id = db.execute("SELECT id FROM queue_items WHERE adapter = ? AND key = ?",
                          (adapter, normalise(question))).fetchone()[0]
     db.execute("INSERT INTO queue_asks (item_id, asker, kind, chat_id, message_id, correction, first_asked, last_asked) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, asker) DO UPDATE SET "
-               "last_asked = excluded.last_asked, times = times + ?, "
+               "last_asked = max(last_asked, excluded.last_asked), times = times + ?, "
                "kind = CASE WHEN excluded.kind = 'flagged' THEN 'flagged' ELSE kind END, "
                "chat_id = coalesce(excluded.chat_id, chat_id), message_id = coalesce(excluded.message_id, message_id), "
                "correction = CASE WHEN excluded.correction != '' THEN excluded.correction ELSE correction END",

@@ -105,6 +105,8 @@ MIGRATIONS = [
     # 4: secrets the app makes once and keeps (the key of the browser id a browser keeps, so that a
     #    restart of the app still reads it)
     """CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    # 5: the questions recorded before the queue existed join it (a function: grouping is Python's)
+    lambda db: _backfill_queue(db),
 ]
 MAX_QUESTION_CHARS = 2000  # what is kept of one question: enough to answer it, bounded against abuse
 
@@ -234,6 +236,18 @@ def _plain(exc: sqlite3.Error) -> str:
     return f"the database cannot be used ({text})"
 
 
+def _backfill_queue(db: sqlite3.Connection) -> None:
+    """Each logged open question whose asker has no ask on its item yet becomes one (idempotent)."""
+    from assistant import questions
+
+    for row in db.execute("SELECT question, adapter, user, asked_at FROM open_questions ORDER BY id").fetchall():
+        asker = row["user"] or questions.ANONYMOUS
+        known = db.execute("SELECT 1 FROM queue_asks a JOIN queue_items i ON i.id = a.item_id WHERE i.adapter = ? "
+                           "AND i.key = ? AND a.asker = ?", (row["adapter"], questions.normalise(row["question"]), asker))
+        if known.fetchone() is None:
+            questions.record_ask_in(db, row["adapter"], row["question"], asker, "open", at=row["asked_at"])
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     current = db.execute("PRAGMA user_version").fetchone()[0]
     if current > len(MIGRATIONS):
@@ -244,9 +258,12 @@ def _migrate(db: sqlite3.Connection) -> None:
             if db.execute("PRAGMA user_version").fetchone()[0] >= number:
                 db.execute("ROLLBACK")
                 continue
-            for statement in script.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            if callable(script):
+                script(db)
+            else:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
             db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
         except BaseException:

@@ -103,9 +103,13 @@ def test_a_database_of_the_previous_schema_is_upgraded_keeping_its_rows(tmp_path
                    "VALUES ('2026-01-01T00:00:00Z', 'old question?', 'agriculture', 1, 'not covered')")
     store = Store.open(tmp_path)
     assert [q.question for q in store.open_questions()] == ["old question?"]
+    [item] = questions.items(store)  # what was recorded before the queue existed is in it
+    assert (item.question, item.adapter, item.first_asked, item.askers) == ("old question?", "agriculture",
+                                                                          "2026-01-01T00:00:00Z", 1)
     with store.read() as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     Store.open(tmp_path)  # a second open migrates nothing
+    assert questions.items(store)[0].asks[0].times == 1
 
 
 def test_backup_is_a_complete_copy_while_writes_go_on(store, tmp_path):
