@@ -112,6 +112,8 @@ class Assistant:
         settings = settings or GenerationSettings()
         policy, question = policy_of(chosen), retrieval_question(messages)
         follow_up = messages[-1]["content"] if is_follow_up(messages) else None
+        if chosen is not None and self.knowledge is not None and chosen.key not in (self.indexed() or {}):
+            self.sync_knowledge()  # a version that began to serve since the last refresh (promoted, rolled back)
         coverage = cover(self.knowledge, chosen, question, follow_up,
                          vector=plan.vector if plan.question == question else None)
         if coverage.pair is None and policy == "checked":

@@ -155,3 +155,33 @@ def test_killed_while_recording_leaves_old_or_new_never_half(crop):
         assert state["serving"]["crop"] == version and version in (1, 3)
         seen.add(version)
     assert seen, "a killed writer's temporary file is never read: the state is the last whole write"
+
+
+def test_the_app_indexes_a_version_that_began_to_serve_before_checking_an_answer(crop, tiny_base, tiny_llamacpp):
+    """Promoted by the job worker or rolled back from the CLI: the app's next answer is checked
+    against the serving version's own pairs, so it indexes that version first."""
+    from assistant.engines import GenerationSettings
+    from assistant.service import Assistant
+
+    registry, _ = crop
+    indexed, synced = {"crop@v3"}, []
+
+    class Knowledge:
+        def indexed(self):
+            return {key: 1 for key in indexed}
+
+        def sync(self, reg):
+            synced.append(reg.get("crop").key)
+            indexed.add(reg.get("crop").key)
+
+        def search(self, *args, **kwargs):
+            return []
+
+    assistant = Assistant(tiny_base, tiny_llamacpp, registry, knowledge=Knowledge())
+    ask = [{"role": "user", "content": "Hello?"}]
+    assistant.answer(ask, "crop", GenerationSettings(max_tokens=2)).read()
+    assert synced == [], "the serving version is indexed already"
+    Registry(registry.base_sha256, registry.data_dir).rollback("crop", 1)  # another process
+    answer = assistant.answer(ask, "crop", GenerationSettings(max_tokens=2))
+    answer.read()
+    assert synced == ["crop@v1"] and answer.version == 1
