@@ -58,6 +58,7 @@ def test_farmer_flags_an_answer_reloads_and_a_trainer_answers_it(tiny_base, tmp_
         farmer.reload()
         expect(farmer.locator("#chatbot")).to_contain_text(QUESTION, timeout=30_000)
         expect(farmer.locator("#chatbot")).to_contain_text("No checked answer")
+        expect(farmer.locator("#chatbot button[aria-label='Disliked']")).to_have_count(1)  # the 👎 as left
         expect(farmer.locator("#chat-list input")).to_have_value(re.compile("^How much pesticide"))
         expect(farmer.get_by_role("tab", name="Train")).to_be_hidden()  # farmers never see the queue
 

@@ -41,7 +41,8 @@ def test_a_chat_is_rebuilt_from_the_database_withheld_answers_out_of_the_prompt(
                                          "adapter": "agriculture", "withheld": True})
     display, conversation, opened, ids, listing, *_ = chats._open(store, BROWSER, None)
     assert opened == chat_id and ids == [None, said]
-    assert display[1]["content"].endswith("<sub>— x</sub>")
+    assert display.constructor_args["value"][1]["content"].endswith("<sub>— x</sub>")
+    assert display.constructor_args["feedback_value"] == [None]
     assert conversation == [{"role": "user", "content": "Goat with a swollen belly?"}]
     assert listing.constructor_args["value"] == chat_id
     assert chats._open(store, "browser:" + "11" * 16, chat_id)[0] == []  # another browser gets nothing of it

@@ -189,9 +189,10 @@ def _open(store, owner, chat_id):
     except (HistoryError, StoreError) as exc:
         return (*empty[:-1], f"⚠️ {exc}")
     display = [{"role": m.role, "content": m.shown or m.content} for m in kept]
+    rated = [{1: "Like", -1: "Dislike"}.get(m.rating) for m in kept if m.role == "assistant"]  # 👍/👎 as left
     conversation = [{"role": m.role, "content": m.content} for m in kept if not (m.role == "assistant" and m.withheld)]
     ids = [m.id if m.role == "assistant" else None for m in kept]
-    return (display, conversation, chat_id, ids, _listing(store, owner, chat_id),
+    return (gr.Chatbot(value=display, feedback_value=rated), conversation, chat_id, ids, _listing(store, owner, chat_id),
             gr.Button(visible=any(m.role == "assistant" for m in kept)), gr.Row(visible=False), "")
 
 
