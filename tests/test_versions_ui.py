@@ -36,6 +36,9 @@ class FakeJobs:
     def __init__(self):
         self.started, self.jobs = [], []
 
+    def cancel(self, kind=None):
+        return bool(self.jobs) and kind == "next"
+
     def next_version(self, name, by=""):
         self.started.append((name, by))
         job = SimpleNamespace(id="job-1", name=name, state="done", error=None, finished=True, last={},
@@ -76,6 +79,7 @@ def test_train_next_starts_a_worker_job_and_shows_the_gate(assistant):
     assert "data-state='done'" in progress and decision.startswith("### ✅ v3 passed the gate and serves")
     assert "| Held-out recall (5 questions) | 60% | **80%** | 20% |" in decision
     assert list(versions.watch(jobs, None)) == [("", "")]
+    assert versions.cancel(jobs).startswith("Cancelling…") and versions.cancel(FakeJobs()) == "No next version is being trained."
 
 
 def test_farmers_are_refused_on_the_server(tmp_path):

@@ -39,6 +39,7 @@ def mount(assistant, jobs, access) -> None:
         with gr.Row():
             serve = gr.Button("Make this version serve", elem_id="versions-serve")
             train_next = gr.Button("Train next version", variant="primary", elem_id="versions-next")
+            stop = gr.Button("Cancel the next version", variant="stop", elem_id="versions-cancel")
         status = gr.Markdown(elem_id="versions-status")
         progress = gr.HTML(elem_id="versions-progress")
         decision = gr.Markdown(elem_id="versions-decision")
@@ -52,6 +53,8 @@ def mount(assistant, jobs, access) -> None:
     name.change(trainer("see adapter versions", lambda _user, n: show(assistant, n)), name, [table, version])
     serve.click(trainer("promote and roll back adapters", lambda user, n, v: make_serving(assistant, user, n, v)),
                 [name, version], [status, table, version])
+    stop.click(trainer("train adapters", lambda _user: cancel(jobs)), None, status)
+
     def follow(_user, job_id):
         yield from watch(jobs, job_id)
 
@@ -138,6 +141,12 @@ def start_next(jobs, assistant, user: str | None, name: str | None) -> tuple[str
         return f"❌ {_cell(job.error or 'could not start the worker')}", None
     count = "" if waiting is None else f" with {waiting} newly answered question{'s' if waiting != 1 else ''}"
     return f"Training **{_cell(name)}** v{current.version}'s next version{count}…", job.id
+
+
+def cancel(jobs) -> str:
+    return ("Cancelling… the serving version stays (one stopped during its gate is kept as a candidate)."
+            if jobs.cancel(kind="next")
+            else "No next version is being trained.")
 
 
 def answered_count(assistant, name: str) -> int | None:
