@@ -110,7 +110,10 @@ def _next(args) -> int:
             from assistant import questions
         except ImportError:
             return failed("no --pairs file given, and this install has no trainers' queue to take them from", 2)
-        pairs = questions.answered_pairs(assistant.store, name)
+        try:
+            pairs = questions.answered_pairs(assistant.store, name)
+        except Exception as exc:  # a database another release left, a locked file: one line, not a traceback
+            return failed(f"could not read the answered questions of the trainers' queue ({exc})", 1)
 
         def mark(ids, version):
             try:
