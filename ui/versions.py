@@ -157,7 +157,10 @@ def answered_count(assistant, name: str) -> int | None:
         return None
     if assistant.store is None:
         return None
-    return len(questions.answered_pairs(assistant.store, name))
+    try:
+        return len(questions.answered_pairs(assistant.store, name))
+    except Exception:  # the worker reads the queue again and says what is wrong, in the progress line
+        return None
 
 
 def watch(jobs, job_id: str | None, poll_s: float = 0.5) -> Iterator[tuple[str, str]]:
