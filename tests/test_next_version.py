@@ -140,13 +140,19 @@ def test_a_refused_candidate_is_kept_and_v1_still_serves(tiny_base, tmp_path, tr
 
 def test_next_version_on_the_tiny_model_trains_gates_and_serves(tiny_base, tmp_path, trained_v1, capsys):
     """The worker's own command (`assistant adapters next --progress-json`, as assistant.jobs runs
-    it), here in this process: the tiny model trained, gated and served."""
+    it), here in this process: the trainers' queue's answered questions in, the tiny model trained,
+    gated and served, the queue's items marked trained with v2."""
+    from assistant import questions
     from assistant.cli import main
+    from assistant.store import Store
 
     registry = _v1(tiny_base, tmp_path / "data", trained_v1)
-    pairs = tmp_path / "pairs.json"
-    pairs.write_text(json.dumps(PAIRS))
-    code = main(["adapters", "next", "facts", "--pairs", str(pairs), "--by", "amina", "--progress-json",
+    store = Store.open(registry.data_dir)
+    ids = [questions.record_ask(store, "facts", p["question"], asker) for p, asker in zip(PAIRS, ("joseph", "mary"),
+                                                                                          strict=True)]
+    for item_id, pair in zip(ids, PAIRS, strict=True):
+        questions.answer(store, item_id, pair["answer"], by=pair["answered_by"])
+    code = main(["adapters", "next", "facts", "--by", "amina", "--progress-json",
                  "--base", str(tiny_base.gguf_path), "--data-dir", str(registry.data_dir)])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -155,12 +161,15 @@ def test_next_version_on_the_tiny_model_trains_gates_and_serves(tiny_base, tmp_p
     assert result["phase"] == "result" and result["promoted"] and result["decision"]["passed"], result
     assert {r["metric"] for r in result["decision"]["rows"]} >= {"heldout_recall", "new_recall"}
     assert any(e["phase"] == "gate" for e in events) and events[-2]["message"].startswith("v2 passed the gate")
+    assert [(questions.get(store, i).status, questions.get(store, i).trained_version) for i in ids] == [("trained", 2)] * 2
+    assert questions.answered_pairs(store, "facts") == []
     restarted = Registry(tiny_base.sha256, registry.data_dir)
     v2 = restarted.get("facts")
     assert v2.version == 2 and v2.candidate and v2.manifest["training"]["epochs"] == 2, "same settings as v1"
     stored = load_qa_file(v2.path / "dataset.jsonl")
     assert len(stored.train) == 4 and len(stored.test) == 1
     assert v2.lineage["trained_from"]["version"] == 1 and v2.lineage["trained_by"] == "amina"
+    assert sorted(i for p in v2.lineage["added"] + v2.lineage["replaced"] for i in p["item_ids"]) == sorted(ids)
     assert v2.manifest["report_card"]["counts"]["train"] == 4
     assert restarted.rollback("facts", 1).version == 1 and Registry(tiny_base.sha256, registry.data_dir).get("facts").version == 1
 
