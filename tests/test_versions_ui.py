@@ -79,6 +79,12 @@ def test_train_next_starts_a_worker_job_and_shows_the_gate(assistant):
     assert "data-state='done'" in progress and decision.startswith("### ✅ v3 passed the gate and serves")
     assert "| Held-out recall (5 questions) | 60% | **80%** | 20% |" in decision
     assert list(versions.watch(jobs, None)) == [("", "")]
+    from assistant.store import Store
+
+    assistant.store = Store.open(assistant.registry.data_dir)  # a queue with nothing answered for crop
+    assert versions.start_next(jobs, assistant, "grace", "crop") == (
+        "❌ No newly answered questions for **crop**: answer some in *Questions to answer* first.", None)
+    assert len(jobs.started) == 1
     assert versions.cancel(jobs).startswith("Cancelling…") and versions.cancel(FakeJobs()) == "No next version is being trained."
 
 
