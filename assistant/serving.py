@@ -42,12 +42,14 @@ def read_state(data_dir: Path) -> dict:
 
 
 def pick_serving(versions: list, pinned: int | None):
-    """Of one name's versions (oldest first), the one that serves; the newest when none can."""
+    """Of one name's versions (oldest first), the one that serves; when none can, the newest that is
+    not a candidate (listed unusable, with its reason: a candidate never serves unpromoted)."""
     usable = [a for a in versions if a.usable]
     chosen = next((a for a in usable if a.version == pinned), None)
     if chosen is None:
         chosen = max((a for a in usable if not a.candidate), key=lambda a: a.version, default=None)
-    return chosen or max(versions, key=lambda a: a.version)
+    plain = [a for a in versions if not a.candidate]
+    return chosen or max(plain or versions, key=lambda a: a.version)
 
 
 def serving_version(registry, name: str) -> int | None:

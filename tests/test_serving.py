@@ -86,6 +86,12 @@ def test_a_candidate_is_kept_but_serves_only_once_promoted(crop):
     assert registry.get("crop").version == 3, "without a record: the newest that is not a candidate"
     assert registry.get_version("crop", 4).candidate and [a.version for a in registry.versions("crop")] == [1, 2, 3, 4]
     assert registry.promote("crop", 4).version == 4
+    (registry.data_dir / serving.SERVING_FILE).unlink()
+    for version in (1, 2, 3):  # nothing else can serve: the name is unusable, the candidate still waits
+        (registry.get_version("crop", version).path / "adapter.gguf").write_bytes(b"GGUF damaged")
+    listed = next(a for a in registry.list() if a.name == "crop")
+    assert (listed.version, listed.usable) == (3, False)
+    assert registry.promote("crop", 4).version == 4
 
 
 def test_a_plain_new_version_serves_at_once_and_delete_forgets(crop):
