@@ -158,12 +158,12 @@ def test_requests_beyond_the_slots_wait_their_turn(tiny_base, tiny_registry):
     holder = engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GREEDY)
     wait_for(lambda: engine.stats()["busy"] == 1, timeout=30, what="the first request to take the slot")
     waiter = engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GREEDY)
-    wait_for(lambda: engine.waiting() == 1, timeout=30, what="the second request to wait")
+    wait_for(lambda: engine.stats()["waiting"] == 1, timeout=30, what="the second request to wait")
     slot.evaluate = evaluate
     gate.set()
     assert list(holder) == expected
     assert list(waiter) == expected  # it got the slot once the first decode ended
-    assert engine.waiting() == 0
+    assert engine.stats()["waiting"] == 0
 
 
 def test_private_llama_cpp_apis_are_used_only_with_the_pinned_version():

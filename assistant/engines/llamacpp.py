@@ -197,11 +197,6 @@ class LlamaCppEngine:
         with self._cond:
             return {"slots": self.slots, "free": len(self._free), "busy": self._busy, "waiting": len(self._waiting)}
 
-    def waiting(self) -> int:
-        """Requests waiting for a slot right now."""
-        with self._cond:
-            return len(self._waiting)
-
     def _threads_now(self) -> int:
         with self._cond:
             return max(1, self._budget // max(1, self._busy))
