@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from assistant.training.evaluate import Probe, is_correct, normalise
+from assistant.scoring import Probe, is_correct, normalise
 
 # --- verdicts ------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 
-from assistant.training.evaluate import normalise
+from assistant.scoring import normalise
 from benchmarks.common import row
 from benchmarks.trust_judge import asks_back, contradiction, correct, is_loop, percentile, share
 from benchmarks.trust_sets import dataset_rows

@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.training.evaluate import Probe, is_correct
+from assistant.scoring import Probe, is_correct
 
 
 @pytest.mark.parametrize(("answer", "keywords", "reference", "expected"), [
