@@ -49,3 +49,7 @@ def test_list_answer_dismiss_and_backup_from_a_shell(tmp_path):
     assert len(history.chats(Store(tmp_path / "copy.sqlite3"), "user:amina")) == 1
     refused = run_cli("backup", str(data / DB_FILE), "--data-dir", str(data))
     assert refused.returncode == 1 and "another file" in refused.stderr
+    for command in (("questions", "list"), ("backup", str(tmp_path / "b"))):
+        typo = run_cli(*command, "--data-dir", str(tmp_path / "dta"))
+        assert typo.returncode == 1 and "there is no database in" in typo.stderr and "Traceback" not in typo.stderr
+    assert not (tmp_path / "dta").exists()  # nothing made where nothing was

@@ -79,10 +79,15 @@ def cmd_backup(args) -> int:
 
 
 def _store(args):
+    """The data directory's database; a directory without one is a mistyped --data-dir, not an empty queue."""
     from assistant.paths import default_data_dir
-    from assistant.store import Store
+    from assistant.store import DB_FILE, Store, StoreError
 
-    return Store.open(Path(args.data_dir or default_data_dir()))
+    data_dir = Path(args.data_dir or default_data_dir())
+    if not (data_dir / DB_FILE).is_file():
+        raise StoreError(f"there is no database in {data_dir} (is --data-dir right? the app creates "
+                         f"{DB_FILE} when it first runs)")
+    return Store.open(data_dir)
 
 
 def _list(store, args) -> int:
