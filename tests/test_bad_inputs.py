@@ -16,7 +16,8 @@ import pytest
 
 from assistant.data import MAX_ROWS, DataError, load_qa_file
 from assistant.registry import AdapterError, Registry, validate_name
-from ui.train import describe_report, start, validate_upload
+from ui.train import start, validate_upload
+from ui.upload_check import describe_report
 
 BAD = Path(__file__).parent / "data" / "bad"
 CP1252_NOTE = "read as Windows-1252"

@@ -30,7 +30,7 @@ def test_uploaded_names_and_problems_are_shown_as_text(tmp_path):
     """A file name or an adapter's problem is text: no link, no bold, no HTML reaches the page."""
     from assistant.data import load_qa_file
     from ui.chat import unusable_note
-    from ui.train import describe_report
+    from ui.upload_check import describe_report
 
     path = tmp_path / "[click](http:__e.vil)_<b>x.csv"
     path.write_text("question,answer\nWhat is sown in May?,Maize is sown in May.\n")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from assistant.registry import AdapterError
 from ui import tempfiles
+from ui.text import escape
 
 FORMAT_CHOICES = [
     ("Merged GGUF, 4-bit Q4_K_M (llama.cpp, Ollama; smallest)", "gguf-q4_k_m"),
@@ -54,8 +55,8 @@ def progress_html(phase: str, message: str, state: str = "running") -> str:
     done = PHASES.index(phase) if phase in PHASES else 0
     steps = " → ".join(f"<b>{p}</b>" if p == phase else (f"{p} ✓" if i < done else p)
                        for i, p in enumerate(PHASES[:-1]))
-    return (f"<div id='export-progress' data-state='{state}' data-phase='{_escape(phase)}'>{steps}"
-            f"<div>{_escape(message)}</div></div>")
+    return (f"<div id='export-progress' data-state='{state}' data-phase='{escape(phase)}'>{steps}"
+            f"<div>{escape(message)}</div></div>")
 
 
 def verification_markdown(info: dict) -> str:
@@ -65,7 +66,7 @@ def verification_markdown(info: dict) -> str:
     if not verification:
         return head + "\n\nNot verified."
     if verification.get("error"):
-        return head + f"\n\n❌ **Verification FAILED**: {_escape(verification['error'])}. The files are not offered."
+        return head + f"\n\n❌ **Verification FAILED**: {escape(verification['error'])}. The files are not offered."
     lines = [head, "| questions | count | same tokens as peft | peft recall | export recall | result |",
              "|---|---:|---:|---:|---:|---|"]
     for row in verification["sets"]:
@@ -118,7 +119,3 @@ def follow(assistant, jobs, job, poll_s: float = 0.3) -> Iterator[tuple]:
     modelfile = path / "Modelfile"
     yield (progress_html("done", note, state), verification_markdown(result["info"]), files,
            modelfile.read_text() if servable(modelfile, root) else "")
-
-
-def _escape(text: str) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;")

@@ -11,45 +11,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.data import MAX_FILE_BYTES, DataReport
+from assistant.data import MAX_FILE_BYTES
 from assistant.registry import AdapterError, validate_name
 from assistant.training.config import GROUNDED_PER_STEP, PRESETS
 from assistant.training.evaluate import CARD_ROWS
 from ui import tempfiles
+from ui.text import cell, escape
 
 FAST = PRESETS["fast"]
 
 PRESET_CHOICES = [("Fast (recommended)", "fast"), ("Proof of concept (slow)", "seed"), ("Tiny (a quick check)", "tiny")]
-
-
-def describe_report(report: DataReport) -> str:
-    """The validation report as markdown: counts, rejected rows, conflicts, warnings."""
-    lines = [f"**{_cell(report.source)}** — {report.rows_read} rows read, **{len(report.records)} accepted** "
-             f"({len(report.train)} for training, {len(report.test)} held out), {len(report.rejected)} rejected, "
-             f"{report.duplicates_folded} exact duplicates folded."]
-    if report.rejected:
-        lines.append("| row | why it was rejected |\n|---:|---|")
-        lines[-1] += "".join(f"\n| {r.row} | {_cell(r.reason)} |" for r in report.rejected[:50])
-        if len(report.rejected) > 50:
-            lines.append(f"…and {len(report.rejected) - 50} more.")
-    for conflict in report.conflicts[:20]:
-        answers = " / ".join(f"“{_cell(a)}”" for a in conflict.answers)
-        lines.append(f"⚠️ **Conflict** (rows {', '.join(map(str, conflict.rows))}): “{_cell(conflict.question)}” → {answers}")
-    for warning in report.warnings:
-        lines.append(f"⚠️ {_cell(warning)}")
-    for finding in report.lint[:20]:
-        lines.append(f"🔎 **Similar questions**: {_cell(finding.message)}")
-    if len(report.lint) > 20:
-        lines.append(f"…and {len(report.lint) - 20} more similar-question findings.")
-    problems = report.blocking_problems()
-    lines.append("❌ " + "; ".join(problems) if problems else "✅ Ready to train.")
-    return "\n\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    """Uploaded text is shown, never interpreted: no markdown, no HTML, no table breaks."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*") \
-        .replace("_", "\\_").replace("`", "\\`").replace("[", "\\[").replace("\n", " ")[:300]
 
 
 def validate_upload(path: str | None, assistant=None, max_bytes: int = MAX_FILE_BYTES) -> tuple[str, str | None, str]:
@@ -168,13 +139,9 @@ def progress_html(job, ahead: int = 0) -> str:
     state = {"queued": f"waiting for the worker: {ahead} job{'s' if ahead != 1 else ''} ahead (one job runs at a time)",
              "running": f"{last.get('phase', '')}: {last.get('message', '')}{eta_text}",
              "done": "done", "failed": f"failed: {job.error}", "cancelled": job.error or "cancelled"}[job.state]
-    return (f"<div id='train-progress' data-state='{job.state}'><b>{_escape(job.name)}</b> — {_escape(state)}"
+    return (f"<div id='train-progress' data-state='{job.state}'><b>{escape(job.name)}</b> — {escape(state)}"
             f"<div style='background:#e5e7eb;border-radius:4px;height:12px;margin-top:4px'>"
             f"<div style='width:{share}%;background:#16a34a;height:12px;border-radius:4px'></div></div></div>")
-
-
-def _escape(text: str) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def loss_frame(job):
@@ -197,9 +164,9 @@ def report_card_markdown(job) -> str:
             before = card.get("before", {}).get(key)
             lines[-1] += f"\n| {label} | {'' if before is None else f'{before:.0%}'} | **{card['after'][key]:.0%}** |"
     for miss in card.get("misses", [])[:5]:
-        lines.append(f"- missed: “{_cell(miss['question'])}” → “{_cell(miss['answer'])}”")
+        lines.append(f"- missed: “{cell(miss['question'])}” → “{cell(miss['answer'])}”")
     for lost in card.get("forgotten", [])[:5]:
-        lines.append(f"- forgot: “{_cell(lost['question'])}” → “{_cell(lost['answer'])}”")
+        lines.append(f"- forgot: “{cell(lost['question'])}” → “{cell(lost['answer'])}”")
     return "\n\n".join(lines)
 
 
@@ -239,5 +206,5 @@ def delete(assistant, name: str | None, sure: bool):
         else:
             for adapter in removed:  # free the engine's copy once no chat is using it
                 assistant.engine.unload_adapter(adapter.key)
-            message = f"Deleted **{_cell(name)}** ({len(removed)} version{'s' if len(removed) != 1 else ''})."
+            message = f"Deleted **{cell(name)}** ({len(removed)} version{'s' if len(removed) != 1 else ''})."
     return message, gr.Dropdown(choices=deletable(assistant), value=None)

@@ -28,7 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.data import MAX_FILE_BYTES
+from assistant.data import MAX_FILE_BYTES, DataReport
+from ui.text import cell
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,6 @@ def _child() -> int:
 
 def _check(request: dict, limits: Limits) -> dict:
     from assistant.data import DataError, load_qa_file
-    from ui.train import describe_report
 
     try:
         report = load_qa_file(request["path"], source_name=request["source_name"], max_bytes=request["max_bytes"])
@@ -149,6 +149,30 @@ def _check(request: dict, limits: Limits) -> dict:
             except KnowledgeError as exc:
                 report.warnings.append(f"similar-question lint skipped: {exc}")
     return {"markdown": describe_report(report), "accepted": True}
+
+
+def describe_report(report: DataReport) -> str:
+    """The validation report as markdown: counts, rejected rows, conflicts, warnings."""
+    lines = [f"**{cell(report.source)}** — {report.rows_read} rows read, **{len(report.records)} accepted** "
+             f"({len(report.train)} for training, {len(report.test)} held out), {len(report.rejected)} rejected, "
+             f"{report.duplicates_folded} exact duplicates folded."]
+    if report.rejected:
+        lines.append("| row | why it was rejected |\n|---:|---|")
+        lines[-1] += "".join(f"\n| {r.row} | {cell(r.reason)} |" for r in report.rejected[:50])
+        if len(report.rejected) > 50:
+            lines.append(f"…and {len(report.rejected) - 50} more.")
+    for conflict in report.conflicts[:20]:
+        answers = " / ".join(f"“{cell(a)}”" for a in conflict.answers)
+        lines.append(f"⚠️ **Conflict** (rows {', '.join(map(str, conflict.rows))}): “{cell(conflict.question)}” → {answers}")
+    for warning in report.warnings:
+        lines.append(f"⚠️ {cell(warning)}")
+    for finding in report.lint[:20]:
+        lines.append(f"🔎 **Similar questions**: {cell(finding.message)}")
+    if len(report.lint) > 20:
+        lines.append(f"…and {len(report.lint) - 20} more similar-question findings.")
+    problems = report.blocking_problems()
+    lines.append("❌ " + "; ".join(problems) if problems else "✅ Ready to train.")
+    return "\n\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from assistant.store import StoreError
 from assistant.training.evaluate import CARD_ROWS
 from assistant.training.next_version import mark_queue_items
 from ui.access import TRAINER, username
-from ui.train import _cell, _escape
+from ui.text import cell, escape
 
 STATUS = {"serving": "✅ serving", "candidate": "⏸ candidate", "kept": "kept", "unusable": "❌ unusable"}
 
@@ -77,7 +77,7 @@ def show(assistant, name: str | None):
     try:
         rows = describe_versions(assistant.registry, name)
     except AdapterError as exc:
-        return f"❌ {_cell(str(exc))}", gr.Dropdown(choices=[], value=None)
+        return f"❌ {cell(str(exc))}", gr.Dropdown(choices=[], value=None)
     return versions_markdown(rows), gr.Dropdown(choices=[(f"v{r['version']} ({r['status']})", r["version"]) for r in rows],
                                                 value=next((r["version"] for r in rows if r["serving"]), None))
 
@@ -93,8 +93,8 @@ def versions_markdown(rows: list[dict]) -> str:
         data = (f"+{lineage['added']} added, {lineage['replaced']} replaced from v{lineage['trained_from']['version']}"
                 + (f" (answered by {', '.join(lineage['answered_by'])})" if lineage["answered_by"] else "")
                 ) if lineage and lineage.get("trained_from") else (row.get("dataset") or {}).get("source", "")
-        lines.append(f"| v{row['version']} | {STATUS[row['status']]} | {scores} | {_cell(data)} | "
-                     f"{_cell(gate_text(row.get('decision')))} |")
+        lines.append(f"| v{row['version']} | {STATUS[row['status']]} | {scores} | {cell(data)} | "
+                     f"{cell(gate_text(row.get('decision')))} |")
     return "\n".join(lines)
 
 
@@ -115,14 +115,14 @@ def make_serving(assistant, user: str | None, name: str | None, version) -> tupl
     try:
         adapter = serve(assistant.registry, name, version, "serve", by=user or "")
     except (AdapterError, OSError) as exc:
-        return (f"❌ {_cell(str(exc))}", *show(assistant, name))
+        return (f"❌ {cell(str(exc))}", *show(assistant, name))
     assistant.sync_knowledge()  # its Q&A is indexed now, so the next chat is checked against it
     note = ""
     try:
         mark_queue_items(assistant.store, adapter)  # its questions show as answered to those who asked
     except (ValueError, OSError, StoreError) as exc:
-        note = f" Its questions could not be marked answered: {_cell(str(exc))}"
-    return (f"**{_cell(adapter.name)} v{adapter.version}** serves now (no retraining).{note}", *show(assistant, name))
+        note = f" Its questions could not be marked answered: {cell(str(exc))}"
+    return (f"**{cell(adapter.name)} v{adapter.version}** serves now (no retraining).{note}", *show(assistant, name))
 
 
 def start_next(jobs, assistant, user: str | None, name: str | None) -> tuple[str, str | None]:
@@ -132,15 +132,15 @@ def start_next(jobs, assistant, user: str | None, name: str | None) -> tuple[str
     try:
         current = assistant.registry.get(name)
     except AdapterError as exc:
-        return f"❌ {_cell(str(exc))}", None
+        return f"❌ {cell(str(exc))}", None
     waiting = answered_count(assistant, name)
     if waiting == 0:
-        return f"❌ No newly answered questions for **{_cell(name)}**: answer some in *Questions to answer* first.", None
+        return f"❌ No newly answered questions for **{cell(name)}**: answer some in *Questions to answer* first.", None
     job = jobs.next_version(name, by=user or "")
     if job.state == "failed":
-        return f"❌ {_cell(job.error or 'could not start the worker')}", None
+        return f"❌ {cell(job.error or 'could not start the worker')}", None
     count = "" if waiting is None else f" with {waiting} newly answered question{'s' if waiting != 1 else ''}"
-    return f"Training **{_cell(name)}** v{current.version}'s next version{count}…", job.id
+    return f"Training **{cell(name)}** v{current.version}'s next version{count}…", job.id
 
 
 def cancel(jobs) -> str:
@@ -180,7 +180,7 @@ def progress_html(job) -> str:
     state = {"queued": "waiting for the worker (one job runs at a time)", "done": "done",
              "running": f"{last.get('phase', '')}: {last.get('message', '')}",
              "failed": f"failed: {job.error}", "cancelled": job.error or "cancelled"}[job.state]
-    return f"<div id='versions-job' data-state='{job.state}'><b>{_escape(job.name)}</b> — {_escape(state)}</div>"
+    return f"<div id='versions-job' data-state='{job.state}'><b>{escape(job.name)}</b> — {escape(state)}</div>"
 
 
 def decision_markdown(job) -> str:
@@ -193,8 +193,8 @@ def decision_markdown(job) -> str:
     for row in decision.get("rows") or []:
         lines[-1] += (f"\n| {row['label']} ({row['questions']} questions) | {row['serving']:.0%} | "
                       f"**{row['candidate']:.0%}** | {row['allowed_drop']:.0%} |")
-    lines += [f"- {_cell(reason)}" for reason in decision.get("reasons") or []]
-    lines += [f"- not yet learnt: “{_cell(m['question'])}” → “{_cell(m['answer'])}”" for m in decision.get("misses") or []][:5]
+    lines += [f"- {cell(reason)}" for reason in decision.get("reasons") or []]
+    lines += [f"- not yet learnt: “{cell(m['question'])}” → “{cell(m['answer'])}”" for m in decision.get("misses") or []][:5]
     return "\n\n".join(lines)
 
 
