@@ -208,10 +208,10 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
                 queue=False)
     set_policy.click(trainer("set answer policies", functools.partial(training.set_policy, assistant)),
                      [policy_of, new_policy], policy_status)
-    policy_of.focus(trainer("set answer policies",
-                            lambda v: gr.Dropdown(choices=training.policy_choices(assistant), value=v)), policy_of, policy_of)
-    doomed.focus(trainer("delete adapters", lambda v: gr.Dropdown(choices=training.deletable(assistant), value=v)),
-                 doomed, doomed)
+    # Opening a list refreshes its choices only, never its value (a late reply could undo a pick).
+    policy_of.focus(trainer("set answer policies", lambda: gr.Dropdown(choices=training.policy_choices(assistant))),
+                    None, policy_of)
+    doomed.focus(trainer("delete adapters", lambda: gr.Dropdown(choices=training.deletable(assistant))), None, doomed)
 
     def watch_on_load(request: gr.Request):  # a reload finds the running job; farmers get nothing
         if access.allows(username(request), TRAINER):

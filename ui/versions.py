@@ -48,8 +48,8 @@ def mount(assistant, jobs, access) -> None:
     def trainer(action, fn):
         return _as_trainer(access, action, fn)
 
-    name.focus(trainer("see adapter versions", lambda _user, v: gr.Dropdown(choices=names(assistant), value=v)),
-               name, name)
+    # Opening the list refreshes its choices only, never its value (a late reply could undo a pick).
+    name.focus(trainer("see adapter versions", lambda _user: gr.Dropdown(choices=names(assistant))), None, name)
     name.change(trainer("see adapter versions", lambda _user, n: show(assistant, n)), name, [table, version])
     serve.click(trainer("promote and roll back adapters", lambda user, n, v: make_serving(assistant, user, n, v)),
                 [name, version], [status, table, version])
