@@ -32,26 +32,39 @@ def log_in(b, url, name, password):
     return page
 
 
+def farmer_and_trainer(tmp_path):
+    """A users file with the farmer amina and the trainer grace (the passwords are their roles')."""
+    users = tmp_path / "users.json"
+    add_user(users, "amina", "farmer", "farmer password")
+    add_user(users, "grace", "trainer", "trainer password")
+    return users
+
+
+def dislike_last_answer(page) -> None:
+    page.locator("#chatbot button[aria-label='Dislike']").last.click()
+    expect(page.locator("#correction-row")).to_be_visible()
+
+
+def send_correction(page, text: str) -> None:
+    page.locator("#correction textarea").fill(text)
+    page.locator("#correction-send").click()
+
+
 def test_farmer_flags_an_answer_reloads_and_a_trainer_answers_it(tiny_base, tmp_path):
     data_dir = tmp_path / "data"
     publish_tiny_qa_adapter(Registry(tiny_base.sha256, data_dir), tiny_base, "orchard", ORCHARD, seed=5,
                             answer_policy="checked")
-    users = tmp_path / "users.json"
-    add_user(users, "amina", "farmer", "farmer password")
-    add_user(users, "grace", "trainer", "trainer password")
+    users = farmer_and_trainer(tmp_path)
     with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(data_dir), "--auth", str(users)) as url, \
             browser() as b:
         farmer = log_in(b, url, "amina", "farmer password")
         choose_adapter(farmer, "orchard (v1)")
         ask(farmer, QUESTION)
         assert "No checked answer" in last_answer(farmer, "orchard v1")
-        farmer.locator("#chatbot button[aria-label='Dislike']").last.click()
-        expect(farmer.locator("#correction-row")).to_be_visible()
-        farmer.locator("#correction textarea").fill("x" * 100_000)
-        farmer.locator("#correction-send").click()
+        dislike_last_answer(farmer)
+        send_correction(farmer, "x" * 100_000)
         expect(farmer.locator("#feedback-note")).to_contain_text("at most 4,000 are accepted")
-        farmer.locator("#correction textarea").fill(CORRECTION)
-        farmer.locator("#correction-send").click()
+        send_correction(farmer, CORRECTION)
         expect(farmer.locator("#feedback-note")).to_contain_text("your correction goes to the trainers")
         assert farmer.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing off-screen
 

@@ -18,10 +18,9 @@ import pytest
 from browser import ask, browser, choose_adapter, last_answer, running_app
 from playwright.sync_api import expect
 from qa_adapters import ORCHARD, jsonl
-from test_browser_history import QUESTION, log_in
+from test_browser_history import QUESTION, dislike_last_answer, farmer_and_trainer, log_in, send_correction
 from test_browser_versions import _pick
 
-from assistant.auth import add_user
 from assistant.data import load_qa_file
 from assistant.registry import Registry
 from assistant.training import config, recipe
@@ -48,9 +47,7 @@ def _row(table, version: str):
 def test_a_question_without_a_checked_answer_is_answered_trained_promoted_and_rolled_back(tiny_base, tmp_path):
     data_dir = tmp_path / "data"
     _train_v1(tiny_base, data_dir, tmp_path)
-    users = tmp_path / "users.json"
-    add_user(users, "amina", "farmer", "farmer password")
-    add_user(users, "grace", "trainer", "trainer password")
+    users = farmer_and_trainer(tmp_path)
     with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(data_dir), "--auth", str(users)) as url, \
             browser() as b:
         # 1. the farmer: no checked answer, 👎 and a correction
@@ -58,10 +55,8 @@ def test_a_question_without_a_checked_answer_is_answered_trained_promoted_and_ro
         choose_adapter(farmer, "orchard (v1)")
         ask(farmer, QUESTION)
         assert "No checked answer" in last_answer(farmer, "orchard v1")
-        farmer.locator("#chatbot button[aria-label='Dislike']").last.click()
-        expect(farmer.locator("#correction-row")).to_be_visible()
-        farmer.locator("#correction textarea").fill(CORRECTION)
-        farmer.locator("#correction-send").click()
+        dislike_last_answer(farmer)
+        send_correction(farmer, CORRECTION)
         expect(farmer.locator("#feedback-note")).to_contain_text("your correction goes to the trainers")
 
         # 2. the trainer answers it, starting from the correction
