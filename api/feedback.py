@@ -4,7 +4,8 @@
 
 Every finished completion is kept in the history (assistant.history) under the caller, owner
 `api:NAME` (`api:local` without a users file), apart from their chats in the web app; its id is
-the completion's `id`. Only the caller who got an answer may rate it: another key's completion is
+the completion's `id`. In the trainers' queue the caller is the same person as in the chat tab
+(`user:NAME`), so one farmer asking by both ways is counted once. Only the caller who got an answer may rate it: another key's completion is
 "not found", as an unknown id is. A 👎 or a correction puts the question in the trainers' queue,
 once per caller however often it is sent. Errors in OpenAI's shape.
 """
@@ -28,7 +29,13 @@ FIELDS = {"completion_id", "rating", "correction"}
 
 
 def owner_of(caller) -> str:
+    """Whose history an API completion is kept in."""
     return f"api:{caller.name or 'local'}"
+
+
+def person_of(caller) -> str:
+    """Who asked, for the trainers' queue: the chat tab's key for the same user (ui.chats.owner_of)."""
+    return f"user:{caller.name}" if caller.name else owner_of(caller)
 
 
 async def keep(assistant, caller, chat, answer) -> None:
@@ -43,7 +50,8 @@ async def keep(assistant, caller, chat, answer) -> None:
             "withheld": d.get("withheld"), "sources": d.get("sources"), "label": d.get("label", ""),
             "completion_id": chat.id}
     try:
-        await anyio.to_thread.run_sync(history.add_turn, store, owner_of(caller), None, asked, meta)
+        await anyio.to_thread.run_sync(history.add_turn, store, owner_of(caller), None, asked, meta,
+                                     person_of(caller))
     except (HistoryError, StoreError, ValueError) as exc:
         print(f"could not keep completion {chat.id}: {exc}", file=sys.stderr, flush=True)
 
@@ -60,7 +68,7 @@ def add_routes(router: APIRouter, assistant, caller_of, read_body, require_json)
         if store is None:
             raise ApiError(503, "this app keeps no history, so answers cannot be rated", None, "no_store")
         try:
-            message = await anyio.to_thread.run_sync(_rate, store, owner_of(caller), completion_id, rating, correction)
+            message = await anyio.to_thread.run_sync(_rate, store, caller, completion_id, rating, correction)
         except StoreError as exc:
             raise ApiError(503, str(exc), None, "store_error") from None
         return {"object": "feedback", "completion_id": completion_id, "rating": message.rating,
@@ -88,12 +96,13 @@ def parse(data: dict) -> tuple[str, int, str]:
     return completion_id.strip()[:100], int(rating), correction
 
 
-def _rate(store, owner: str, completion_id: str, rating: int, correction: str):
+def _rate(store, caller, completion_id: str, rating: int, correction: str):
+    owner = owner_of(caller)
     found = history.message_of_completion(store, completion_id)
     if found is None or found[0] != owner:
         raise ApiError(404, f"no completion '{completion_id[:60]}' of yours is kept (ids of answers you received "
                        "from this app)", "completion_id", "completion_not_found")
     try:
-        return history.rate(store, owner, found[1], rating, correction)
+        return history.rate(store, owner, found[1], rating, correction, person_of(caller))
     except HistoryError as exc:
         raise bad_request(str(exc), "correction" if "correction" in str(exc) else "rating") from None

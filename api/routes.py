@@ -77,7 +77,7 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
         door.enter(caller.limit_key)
         entered = True
         try:
-            who = {"user": caller.name} if takes_user else {}
+            who = {"user": feedback.person_of(caller)} if takes_user else {}
             pump = Pump(lambda: assistant.answer(chat.messages, chat.model, chat.settings, chat.ground, chat.stop,
                                                  **who), asyncio.get_running_loop()).start()
             try:

@@ -2,9 +2,11 @@
 the owner's feedback on an answer (👍 / 👎 and a correction).
 
 An owner is `user:NAME` when the app has a users file, else `browser:ID` (a random id the browser
-keeps); every read and write names its owner, and a chat of another owner is "not found", never
-shown. A thumbs down or a correction also puts the answer's question in the trainers' queue
-(`assistant.questions`), counted once per owner however often they flag it.
+keeps), or `api:NAME` for completions of the API (kept apart, so that a tool calling the API does
+not fill a farmer's chat list); every read and write names its owner, and a chat of another owner
+is "not found", never shown. A thumbs down or a correction also puts the answer's question in the
+trainers' queue (`assistant.questions`) under the *asker*: the person, `user:NAME` whichever way
+they asked (chat tab or API key), so one person is counted once however often they flag it.
 """
 
 from __future__ import annotations
@@ -94,12 +96,15 @@ def messages(store: Store, owner: str | None, chat_id: str) -> list[Message]:
     return [_message(r) for r in rows]
 
 
-def add_turn(store: Store, owner: str, chat_id: str | None, question: str, answer: dict) -> tuple[str, int, int]:
+def add_turn(store: Store, owner: str, chat_id: str | None, question: str, answer: dict,
+             asker: str | None = None) -> tuple[str, int, int]:
     """The question and its answer, written together (never one without the other). `answer`:
     content, shown, question, adapter, version, checked, withheld, sources, label, completion_id.
     A chat id that is not the owner's (or none) starts a new chat. Returns (chat id, question's
-    message id, answer's message id); a question without a checked answer is linked to its queue item."""
+    message id, answer's message id); a question without a checked answer is linked to its queue
+    item, under `asker` (default: the owner), the key the service recorded the question under."""
     check_owner(owner)
+    asker = check_owner(asker or owner)
     stamp = now()
     with store.write() as db:
         if not chat_id or db.execute("SELECT 1 FROM chats WHERE id = ? AND owner = ?", (chat_id, owner)).fetchone() is None:
@@ -112,7 +117,7 @@ def add_turn(store: Store, owner: str, chat_id: str | None, question: str, answe
         asked = _insert(db, chat_id, "user", question, question, {}, stamp)
         answered = _insert(db, chat_id, "assistant", answer.get("content", ""), answer.get("shown", ""), answer, stamp)
         if answer.get("withheld") and answer.get("adapter"):
-            questions.record_ask_in(db, answer["adapter"], answer.get("question") or question, owner, "open",
+            questions.record_ask_in(db, answer["adapter"], answer.get("question") or question, asker, "open",
                                     chat_id, answered, count=False)  # the service counted it already
     return chat_id, asked, answered
 
@@ -125,10 +130,12 @@ def delete_chat(store: Store, owner: str, chat_id: str) -> None:
         db.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
 
 
-def rate(store: Store, owner: str, message_id, rating: int, correction: str = "") -> Message:
+def rate(store: Store, owner: str, message_id, rating: int, correction: str = "", asker: str | None = None) -> Message:
     """The owner's 👍 (1), 👎 (-1) or neither (0) on one of their answers, with an optional
-    correction (plain text, bounded). A 👎 or a correction flags the answer for the trainers."""
+    correction (plain text, bounded). A 👎 or a correction flags the answer for the trainers,
+    under `asker` (default: the owner)."""
     check_owner(owner)
+    asker = check_owner(asker or owner)
     if rating not in (-1, 0, 1):
         raise HistoryError("a rating is 1 (👍), -1 (👎) or 0 (none)")
     try:
@@ -146,7 +153,7 @@ def rate(store: Store, owner: str, message_id, rating: int, correction: str = ""
                    "correction = CASE WHEN excluded.correction != '' THEN excluded.correction ELSE correction END, "
                    "updated_at = excluded.updated_at", (row["id"], owner, rating, correction, stamp, stamp))
         if rating < 0 or correction:
-            questions.record_ask_in(db, row["adapter"] or NO_ADAPTER, row["question"] or _asked(db, row), owner,
+            questions.record_ask_in(db, row["adapter"] or NO_ADAPTER, row["question"] or _asked(db, row), asker,
                                     "flagged", row["chat_id"], row["id"], correction)
         db.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (stamp, row["chat_id"]))
     return next(m for m in messages(store, owner, row["chat_id"]) if m.id == row["id"])

@@ -97,6 +97,27 @@ MIGRATIONS = [
     """CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)""",
     # 5: the questions recorded before the queue existed join it (a function: grouping is Python's)
     lambda db: _backfill_queue(db),
+    # 6: one asker per person. Before, an API caller NAME asked as "NAME" (the service) and as
+    #    "api:NAME" (their kept completions and ratings), apart from "user:NAME" in the chat tab: both
+    #    become "user:NAME", merged with an ask already there (earliest first, latest last, flagged
+    #    wins, the larger count: the two old keys counted the same asking twice)
+    """CREATE TEMP TABLE rekeyed AS
+           SELECT id, CASE WHEN asker LIKE 'api:%' THEN 'user:' || substr(asker, 5) ELSE 'user:' || asker END AS person
+           FROM queue_asks
+           WHERE asker NOT LIKE 'user:%' AND asker NOT LIKE 'browser:%' AND asker NOT IN ('anonymous', 'api:local');
+       INSERT INTO queue_asks (item_id, asker, kind, chat_id, message_id, correction, first_asked, last_asked, times)
+           SELECT a.item_id, r.person, min(a.kind), max(a.chat_id), max(a.message_id), max(a.correction),
+                  min(a.first_asked), max(a.last_asked), max(a.times)
+           FROM queue_asks a JOIN rekeyed r ON r.id = a.id WHERE true GROUP BY a.item_id, r.person
+           ON CONFLICT (item_id, asker) DO UPDATE SET kind = min(kind, excluded.kind),
+               chat_id = coalesce(chat_id, excluded.chat_id), message_id = coalesce(message_id, excluded.message_id),
+               correction = CASE WHEN correction != '' THEN correction ELSE excluded.correction END,
+               first_asked = min(first_asked, excluded.first_asked), last_asked = max(last_asked, excluded.last_asked),
+               times = max(times, excluded.times);
+       DELETE FROM queue_asks WHERE id IN (SELECT id FROM rekeyed);
+       DROP TABLE rekeyed;
+       UPDATE open_questions SET user = 'user:' || user
+           WHERE user IS NOT NULL AND user NOT LIKE 'user:%' AND user NOT LIKE 'browser:%' AND user NOT LIKE 'api:%'""",
 ]
 
 

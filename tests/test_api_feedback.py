@@ -8,7 +8,7 @@ import pytest
 from test_api_unit import FARMER_KEY, JSON, TRAINER_KEY, FakeAnswer, FakeAssistant, Server, _users
 
 from api.app import create_api
-from assistant import questions
+from assistant import history, questions
 from assistant.auth import Access
 from assistant.store import Store
 from ui.clients import Clients
@@ -63,7 +63,36 @@ def test_feedback_on_a_completion_by_its_id_reaches_the_queue_once(api):
                         "correction": "<script>alert(1)</script> 5 cm", "queued": True}
     assert rate(url, FARMER_KEY, completion_id=streamed, rating=1).status_code == 200
     [item] = questions.items(store)
-    assert item.askers == 1 and item.correction == "<script>alert(1)</script> 5 cm" and item.asks[0].asker == "api:fay"
+    assert item.askers == 1 and item.correction == "<script>alert(1)</script> 5 cm" and item.asks[0].asker == "user:fay"
+
+
+class WithheldAnswer(DescribedAnswer):
+    def describe(self):
+        return {**super().describe(), "withheld": True}
+
+
+class CheckedOnlyAssistant(StoredAssistant):
+    """Like the answer service under "checked only": no checked answer, so the question is recorded."""
+
+    def answer(self, messages, model, settings, ground=False, stop=(), user=None):
+        self.store.record_open_question(messages[-1]["content"], "alpha", 1, "not covered", user=user)
+        answer = WithheldAnswer(self.mode, self.release)
+        self.answers.append(answer)
+        return answer
+
+
+def test_one_person_is_one_asker_whether_they_ask_by_the_api_or_the_chat_tab(tmp_path):
+    store = Store.open(tmp_path)
+    with Server(create_api(CheckedOnlyAssistant(store), Access(_users()), Clients())) as url:
+        completion = ask(url, FARMER_KEY)  # recorded by the service, then kept with the completion
+        assert rate(url, FARMER_KEY, completion_id=completion, rating=-1, correction="3 cm").status_code == 200
+    # the same farmer asks the same question in the chat tab (ui.chats: owner and asker user:fay)
+    store.record_open_question("How deep is maize sown?", "alpha", 1, "not covered", user="user:fay")
+    history.add_turn(store, "user:fay", None, "How deep is maize sown?",
+                     {"content": "", "adapter": "alpha", "version": 1, "withheld": True})
+    [item] = questions.items(store)
+    assert [(a.asker, a.kind, a.correction) for a in item.asks] == [("user:fay", "flagged", "3 cm")]
+    assert history.chats(store, "user:fay") and history.chats(store, "api:fay")  # two lists, one person
 
 
 @pytest.mark.parametrize("body, status, param, text", [

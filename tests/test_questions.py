@@ -112,6 +112,31 @@ def test_a_database_of_the_previous_schema_is_upgraded_keeping_its_rows(tmp_path
     assert questions.items(store)[0].asks[0].times == 1
 
 
+def test_schema_6_makes_one_asker_of_one_persons_old_keys(tmp_path):
+    path = tmp_path / DB_FILE
+    with sqlite3.connect(path) as db:
+        db.executescript(";".join(MIGRATIONS[:4]) + ";PRAGMA user_version = 5;")
+        db.execute("INSERT INTO queue_items (id, adapter, key, question, first_asked, last_asked) "
+                   "VALUES (1, 'agriculture', 'q', 'q?', 'T1', 'T9')")
+        for asker, kind, correction, first, last, times in [
+                ("fay", "open", "", "T2", "T3", 1),              # the service, for an API question
+                ("api:fay", "flagged", "5 cm", "T3", "T4", 1),   # the same question kept and rated
+                ("user:fay", "open", "", "T1", "T2", 2),         # the chat tab
+                ("api:local", "open", "", "T5", "T5", 1), ("anonymous", "open", "", "T6", "T6", 1),
+                ("api:gus", "open", "", "T7", "T8", 3)]:
+            db.execute("INSERT INTO queue_asks (item_id, asker, kind, correction, first_asked, last_asked, times) "
+                       "VALUES (1, ?, ?, ?, ?, ?, ?)", (asker, kind, correction, first, last, times))
+        db.execute("INSERT INTO open_questions (asked_at, question, adapter, version, reason, user) "
+                   "VALUES ('T2', 'q?', 'agriculture', 1, 'not covered', 'fay')")
+    store = Store.open(tmp_path)
+    asks = {a.asker: a for a in questions.get(store, 1).asks}
+    assert sorted(asks) == ["anonymous", "api:local", "user:fay", "user:gus"]
+    fay = asks["user:fay"]
+    assert (fay.kind, fay.correction, fay.first_asked, fay.last_asked, fay.times) == ("flagged", "5 cm", "T1", "T4", 2)
+    assert (asks["user:gus"].times, asks["user:gus"].first_asked) == (3, "T7")
+    assert [q.user for q in store.open_questions()] == ["user:fay"]
+
+
 def test_backup_is_a_complete_copy_while_writes_go_on(store, tmp_path):
     for i in range(50):
         questions.record_ask(store, "agriculture", f"question {i}?", "user:a")
