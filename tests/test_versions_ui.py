@@ -105,4 +105,78 @@ def test_the_section_builds_inside_a_tab(assistant):
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
     assert {"versions-adapter", "versions-version", "versions-serve", "versions-next", "versions-table"} <= ids
     names = {fn.name for fn in demo.fns.values()}
-    assert {"promote_and_roll_back_adapters", "train_adapters", "see_adapter_versions"} <= names
+    assert {"promote_and_roll_back_adapters", "train_adapters", "see_adapter_versions", "reattach_on_load"} <= names
+
+
+class FakeJob(SimpleNamespace):
+    @property
+    def finished(self):
+        return self.state not in ("queued", "running")
+
+
+class RunningJobs:
+    """A next-version job that moves on one poll at a time, `steps` polls, then passes its gate."""
+
+    def __init__(self, state="running", steps=2):
+        self.job = FakeJob(id="job-7", name="crop", kind="next", state=state, error=None, result=None,
+                           last={"phase": "train", "message": "step 1 of 4"})
+        self.jobs, self.polls, self.steps = [self.job], 0, steps
+
+    def latest(self, kind):
+        return self.job if kind == "next" else None
+
+    def tick(self):
+        self.polls += 1
+        if self.polls >= self.steps:
+            self.job.state, self.job.result = "done", {"adapter": {"version": 3}, "decision": {
+                "passed": True, "serving_version": 2, "reasons": [], "rows": []}}
+
+
+def _stream(jobs, assistant, monkeypatch):
+    monkeypatch.setattr(versions.time, "sleep", lambda _s: jobs.tick())
+    return list(versions.reattach(jobs, assistant))
+
+
+def test_a_reload_reattaches_to_a_running_next_version(assistant, monkeypatch):
+    jobs = RunningJobs()
+    replies = _stream(jobs, assistant, monkeypatch)
+    status, job_id, dropdown, progress, decision = replies[0]
+    assert status == "Training **crop** v2's next version… (started before this page was loaded)" and job_id == "job-7"
+    assert dropdown.value == "crop" and "crop" in [c[1] for c in dropdown.choices]
+    assert "data-state='running'" in progress and "train: step 1 of 4" in progress and decision == ""
+    # Only the first reply chooses the adapter: later ones leave a pick made meanwhile alone.
+    assert all(reply[:3] == (gr.skip(),) * 3 for reply in replies[1:])
+    assert "data-state='done'" in replies[-1][3] and replies[-1][4].startswith("### ✅ v3 passed the gate and serves")
+
+
+def test_a_reload_reattaches_to_a_queued_next_version_too(assistant, monkeypatch):
+    replies = _stream(RunningJobs(state="queued", steps=1), assistant, monkeypatch)
+    assert replies[0][1] == "job-7" and "data-state='queued'" in replies[0][3] and "waiting for the worker" in replies[0][3]
+    assert "data-state='done'" in replies[-1][3]
+
+
+def test_a_reload_with_no_unfinished_next_version_changes_nothing(assistant, monkeypatch):
+    nothing = [(gr.skip(),) * 5]
+    assert _stream(RunningJobs(state="done"), assistant, monkeypatch) == nothing
+    assert _stream(FakeJobsWithLatest(), assistant, monkeypatch) == nothing
+
+
+class FakeJobsWithLatest(FakeJobs):
+    def latest(self, kind):
+        return None
+
+
+def test_only_trainers_reattach_on_load_and_the_table_follows_a_reattached_job_only(assistant, tmp_path, monkeypatch):
+    users = tmp_path / "users.json"
+    add_user(users, "grace", "trainer", "trainer password")
+    add_user(users, "joseph", "farmer", "farmer password")
+    access, jobs = Access(Users.load(users)), RunningJobs()
+    monkeypatch.setattr(versions.time, "sleep", lambda _s: jobs.tick())
+    load = versions.on_load(access, jobs, assistant)
+    assert list(load(SimpleNamespace(username="joseph"))) == [(gr.skip(),) * 5], "a farmer: nothing, and no error"
+    assert list(load(SimpleNamespace(username="Grace")))[0][1] == "job-7"
+    end = versions.on_load_end(access, assistant)
+    table, dropdown = end(SimpleNamespace(username="grace"), "job-7", "crop")
+    assert "| v2 | ✅ serving |" in table and dropdown.value == 2
+    assert end(SimpleNamespace(username="grace"), None, None) == (gr.skip(), gr.skip()), "a fresh page: a pick stays"
+    assert end(SimpleNamespace(username="joseph"), "job-7", "crop") == (gr.skip(), gr.skip())

@@ -63,6 +63,12 @@ def mount(assistant, jobs, access) -> None:
         .then(trainer("train adapters", follow), started, [progress, decision]) \
         .then(trainer("see adapter versions", lambda _user, n: show(assistant, n)), name, [table, version])
 
+    # A reload reattaches to a next version still queued or running, as the Train tab does for a
+    # training (gr.on without triggers is the page's load). Its table is refreshed once it ends,
+    # only when one was reattached: a reply to a fresh page must not undo a pick made meanwhile.
+    gr.on(None, on_load(access, jobs, assistant), None, [status, started, name, progress, decision]) \
+        .then(on_load_end(access, assistant), [started, name], [table, version])
+
 
 def names(assistant) -> list[str]:
     return sorted({a.name for a in assistant.registry.all_versions()})
@@ -173,6 +179,47 @@ def watch(jobs, job_id: str | None, poll_s: float = 0.5) -> Iterator[tuple[str, 
             return
         time.sleep(poll_s)
     yield "", ""
+
+
+def reattach(jobs, assistant) -> Iterator[tuple]:
+    """After a reload, the newest next-version job if it is not finished, streamed as the button
+    streams it: (status, its id, the adapter dropdown, progress html, decision markdown). The adapter
+    is chosen in the first reply only (the user may pick another meanwhile); nothing to reattach to
+    changes nothing on the page (gr.skip)."""
+    job = jobs.latest("next")
+    if job is None or job.finished:
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return
+    try:
+        of = f" v{assistant.registry.get(job.name).version}'s"
+    except AdapterError:  # deleted meanwhile: the job says what became of it
+        of = "'s"
+    first = True
+    for shown in watch(jobs, job.id):
+        head = ((f"Training **{cell(job.name)}**{of} next version… (started before this page was loaded)", job.id,
+                 gr.Dropdown(choices=names(assistant), value=job.name)) if first else (gr.skip(),) * 3)
+        first = False
+        yield *head, *shown
+
+
+def on_load(access, jobs, assistant):
+    """The page-load handler of reattach: trainers only; anyone else gets nothing (no error: they
+    did not ask for anything, and never see this section)."""
+    def reattach_on_load(request: gr.Request):
+        if access.allows(username(request), TRAINER):
+            yield from reattach(jobs, assistant)
+        else:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return reattach_on_load
+
+
+def on_load_end(access, assistant):
+    """After on_load's stream: the versions table of a reattached job's adapter, as after the button."""
+    def reattached_versions(request: gr.Request, job_id, name):
+        if job_id is None or not access.allows(username(request), TRAINER):
+            return gr.skip(), gr.skip()
+        return show(assistant, name)
+    return reattached_versions
 
 
 def progress_html(job) -> str:
