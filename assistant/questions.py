@@ -6,7 +6,8 @@ answer 500 times counts once (with `times` = 500). An item is `open` until a tra
 dismisses it; those decisions are compare-and-set on the status, so of two trainers acting on one
 item a second apart the second is told what the first did, and nothing is overwritten. Answered
 items become training pairs for the adapter's next version (`answered_pairs`), and `trained` once
-that version exists (`mark_trained`).
+that version serves (`mark_trained`); whenever the serving version changes, `sync_trained` makes
+`trained` mean "the serving version holds it" again (a rollback returns items to `answered`).
 
 Everything here is text: answers, reasons and corrections are stored as typed, never as markup;
 the front ends escape them when they show them.
@@ -191,6 +192,30 @@ def mark_trained(store: Store, item_ids, adapter_name: str, version: int) -> int
         for item_id in ids:
             db.execute("UPDATE queue_items SET status = 'trained', trained_version = ? WHERE id = ?", (int(version), item_id))
     return len(ids)
+
+
+def sync_trained(store: Store, adapter_name: str, held: dict[int, int]) -> tuple[int, int]:
+    """After a version of the adapter begins to serve (promoted, rolled back, or through its gate):
+    `held` maps each queue item its data holds, through its lineage and its ancestors', to the
+    version that trained it. Those answered or trained become trained with that version; trained
+    items it does not hold go back to answered, so that a rollback past the version that had them
+    shows them unanswered to their askers and the next version trains them again. An item a trainer
+    reopened or dismissed since stays as they left it. Returns (marked trained, back to answered)."""
+    with store.write() as db:
+        rows = db.execute("SELECT id, status, trained_version FROM queue_items WHERE adapter = ? AND "
+                          "status IN ('answered', 'trained')", (adapter_name,)).fetchall()
+        marked = reopened = 0
+        for row in rows:
+            version = held.get(int(row["id"]))
+            if version is not None and (row["status"], row["trained_version"]) != ("trained", version):
+                db.execute("UPDATE queue_items SET status = 'trained', trained_version = ? WHERE id = ?",
+                           (int(version), row["id"]))
+                marked += 1
+            elif version is None and row["status"] == "trained":
+                db.execute("UPDATE queue_items SET status = 'answered', trained_version = NULL WHERE id = ?",
+                           (row["id"],))
+                reopened += 1
+    return marked, reopened
 
 
 def _decide(store: Store, item_id, status: str, by: str, answer: str = "", reason: str = "") -> Item:

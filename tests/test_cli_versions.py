@@ -42,6 +42,26 @@ def test_list_rollback_promote(capsys, tiny_base, data):
     assert code == 0 and "crop v2 serves now (promoted" in out
 
 
+def test_rollback_and_promote_keep_the_queue_in_step(capsys, tiny_base, data):
+    from assistant import questions
+    from assistant.registry import LINEAGE
+    from assistant.store import Store
+
+    store = Store.open(data)
+    item = questions.record_ask(store, "crop", "How deep is maize sown?", "user:amina")
+    questions.answer(store, item, "5 cm", "omar")
+    (data / "adapters" / "crop" / "v2" / LINEAGE).write_text(json.dumps(
+        {"trained_from": {"name": "crop", "version": 1}, "added": [{"item_ids": [item]}], "replaced": []}))
+    code, _, err = _run(capsys, tiny_base, data, "rollback", "crop", "1")
+    assert code == 0 and questions.get(store, item).status == "answered" and err == ""  # v2 never served marked
+    _run(capsys, tiny_base, data, "promote", "crop", "2")
+    assert (questions.get(store, item).status, questions.get(store, item).trained_version) == ("trained", 2)
+    code, out, err = _run(capsys, tiny_base, data, "rollback", "crop", "1")
+    assert code == 0 and out.strip() == "crop v1 serves now (rolled back; no retraining)"
+    assert "1 answered question that v1 does not hold will be trained into the next version again" in err
+    assert questions.get(store, item).status == "answered"
+
+
 @pytest.mark.parametrize("args, message", [
     (("promote", "crop", "2"), "assistant: crop v2 already serves; nothing changed"),
     (("rollback", "crop", "5"), "assistant: 'crop' has no version 5; it has v1, v2"),

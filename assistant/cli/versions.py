@@ -47,17 +47,20 @@ def cmd_versions(args) -> int:
 
 
 def _mark(registry, adapter) -> None:
-    """The questions this version was trained from are answered now, in their askers' chat lists."""
+    """The queue says what the version now serving holds: its questions show answered to their
+    askers, and those only a newer version held (a rollback) are answered-but-untrained again."""
     from assistant.store import Store, StoreError
-    from assistant.training.next_version import mark_queue_items
+    from assistant.training.lineage import sync_queue
 
-    if not adapter.lineage:
-        return
     try:
-        mark_queue_items(Store.open(registry.data_dir), adapter)
-    except (ValueError, OSError, StoreError) as exc:  # it serves all the same; the items stay answered, not trained
-        print(f"assistant: v{adapter.version} serves, but its questions could not be marked trained: {exc}",
+        marked, reopened = sync_queue(Store.open(registry.data_dir), registry, adapter)
+    except (ValueError, OSError, StoreError) as exc:  # it serves all the same; the queue is behind
+        print(f"assistant: v{adapter.version} serves, but the questions to answer could not be updated: {exc}",
               file=sys.stderr)
+        return
+    if reopened:
+        print(f"{reopened} answered question{'s' if reopened != 1 else ''} that v{adapter.version} does not hold "
+              "will be trained into the next version again", file=sys.stderr)
 
 
 def format_row(row: dict) -> str:
@@ -116,11 +119,7 @@ def _next(args) -> int:
             return failed(f"could not read the answered questions of the trainers' queue ({exc})", 1)
 
         def mark(ids, version):
-            try:
-                questions.mark_trained(assistant.store, ids, name, version)
-            except ValueError as exc:  # it serves all the same; the items stay answered, not trained
-                print(f"assistant: v{version} serves, but its questions could not be marked trained: {exc}",
-                      file=sys.stderr)
+            _mark(assistant.registry, assistant.registry.get_version(name, version))
 
     cancel = threading.Event()
     stop_on_sigterm(cancel, staging_dir=assistant.registry.staging_dir)
