@@ -3,8 +3,9 @@
 One item per adapter and question (the same question asked in other words of case, spacing or
 punctuation is the same item), and one *ask* per asker on it: the same person flagging the same
 answer 500 times counts once (with `times` = 500). An item is `open` until a trainer answers or
-dismisses it; those decisions are compare-and-set on the status, so of two trainers acting on one
-item a second apart the second is told what the first did, and nothing is overwritten. Answered
+dismisses it, and open again if a trainer reopens it; those decisions are compare-and-set on the
+status, so of two trainers acting on one item a second apart the second is told what the first
+did, and nothing is overwritten. Answered
 items become training pairs for the adapter's next version (`answered_pairs`), and `trained` once
 that version serves (`mark_trained`); whenever the serving version changes, `sync_trained` makes
 `trained` mean "the serving version holds it" again (a rollback returns items to `answered`).
@@ -164,6 +165,21 @@ def dismiss(store: Store, item_id, reason: str, by: str) -> Item:
     return _decide(store, item_id, "dismissed", by, reason=reason)
 
 
+def reopen(store: Store, item_id, by: str) -> Item:
+    """Open a decided item again: an answer to correct (its text stays, the starting point of the
+    new one), a dismissal taken back. A trained item's answer serves until the next version trains
+    the corrected one. QueueError if it is open already (another trainer reopened it first)."""
+    item_id = _id(item_id)
+    with store.write() as db:
+        changed = db.execute("UPDATE queue_items SET status = 'open', reason = '', trained_version = NULL, "
+                             "decided_by = ?, decided_at = ? WHERE id = ? AND status != 'open'",
+                             (by, now(), item_id)).rowcount
+        item = _get(db, item_id)
+    if not changed:
+        raise QueueError(f"item {item_id} is open already{_reopened_by(item)}; nothing was changed")
+    return item
+
+
 def answered_pairs(store: Store, adapter_name: str) -> list[dict]:
     """The answered, not yet trained items of one adapter as training pairs, oldest decision first:
     [{"question", "answer", "item_ids", "answered_by"}]. Items whose questions differ only in
@@ -236,7 +252,11 @@ def describe_decision(item: Item) -> str:
         return f"{item.decided_by or 'someone'} dismissed it at {item.decided_at} ({item.reason})"
     if item.status == "trained":
         return f"answered by {item.decided_by or 'someone'} and trained into v{item.trained_version}"
-    return "open"
+    return "open" + _reopened_by(item)
+
+
+def _reopened_by(item: Item) -> str:
+    return f" (reopened by {item.decided_by} at {item.decided_at})" if item.status == "open" and item.decided_by else ""
 
 
 def _id(item_id) -> int:

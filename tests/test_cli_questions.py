@@ -36,6 +36,12 @@ def test_list_answer_dismiss_and_backup_from_a_shell(tmp_path):
     again = run_cli("questions", "dismiss", str(maize["id"]), "duplicate", "--by", "ruth", "--data-dir", str(data))
     assert again.returncode == 1 and "omar answered it" in again.stderr and "nothing was changed" in again.stderr
     assert run_cli("questions", "dismiss", str(other), "weather is out of scope", "--data-dir", str(data)).returncode == 0
+    reopened = run_cli("questions", "reopen", str(maize["id"]), "--by", "ruth", "--data-dir", str(data))
+    assert reopened.returncode == 0 and reopened.stdout.startswith(f"item {maize['id']} reopened by ruth"), reopened.stderr
+    assert questions.get(store, maize["id"]).answer == "About 5 cm.\x1b[2J"  # the starting point of the correction
+    twice = run_cli("questions", "reopen", str(maize["id"]), "--data-dir", str(data))
+    assert twice.returncode == 1 and "open already (reopened by ruth" in twice.stderr
+    assert run_cli("questions", "answer", str(maize["id"]), "About 4 cm.", "--data-dir", str(data)).returncode == 0
 
     for args, message in [(("answer", "999", "x"), "no item 999"), (("answer", "abc", "x"), "'abc' is not an item number"),
                           (("answer", str(other)), "give the answer, or --use-correction"),

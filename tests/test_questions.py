@@ -112,6 +112,22 @@ def test_a_database_of_the_previous_schema_is_upgraded_keeping_its_rows(tmp_path
     assert questions.items(store)[0].asks[0].times == 1
 
 
+def test_reopen_takes_back_a_decision_once_and_keeps_the_answer_as_a_start(store):
+    item = questions.record_ask(store, "agriculture", "How deep is maize sown?", "user:amina")
+    questions.answer(store, item, "5 cm", "omar")
+    questions.mark_trained(store, [item], "agriculture", 2)
+    reopened = questions.reopen(store, item, "grace")
+    assert (reopened.status, reopened.answer, reopened.trained_version, reopened.decided_by) == ("open", "5 cm", None,
+                                                                                                 "grace")
+    with pytest.raises(QueueError, match=r"open already \(reopened by grace at .*\); nothing was changed"):
+        questions.reopen(store, item, "omar")
+    assert questions.answer(store, item, "4 to 5 cm", "grace").answer == "4 to 5 cm"
+    dismissed = questions.record_ask(store, "agriculture", "Rain tomorrow?", "user:amina")
+    questions.dismiss(store, dismissed, "weather", "omar")
+    assert questions.reopen(store, dismissed, "grace").reason == ""
+    assert questions.answered_pairs(store, "agriculture")[0]["answer"] == "4 to 5 cm"
+
+
 def test_schema_6_makes_one_asker_of_one_persons_old_keys(tmp_path):
     path = tmp_path / DB_FILE
     with sqlite3.connect(path) as db:

@@ -65,3 +65,7 @@ def test_trainers_see_a_farmers_markup_as_text(tmp_path):
     assert "goes into agriculture's next version" in queue_ui.decide_item(store, "answer", item_id, "Fine.", "grace")
     assert "no longer open" in queue_ui.decide_item(store, "dismiss", item_id, "dup", "omar")
     assert questions.get(store, item_id).decided_by == "grace"
+    assert queue_ui.decide_item(store, "reopen", item_id, "", "omar").startswith("↩ Reopened")
+    assert "reopened by omar" in queue_ui.show_item(store, item_id)[0]
+    assert queue_ui.show_item(store, item_id)[1] == "Fine."  # the given answer is where the correction starts
+    assert "open already" in queue_ui.decide_item(store, "reopen", item_id, "", "grace")

@@ -3,8 +3,8 @@
 Trainers only (every handler checks the role on the server). Each item is one question as people
 asked it of one adapter: how many asked, when, a farmer's suggested correction, and the
 conversation it came from. A trainer writes or accepts an answer (it becomes a Q&A pair of the
-adapter's next version) or dismisses the item with a reason. Everything a farmer typed is shown
-as text (ui.chat._safe), never as markup.
+adapter's next version) or dismisses the item with a reason, and can reopen a decided one.
+Everything a farmer typed is shown as text (ui.chat._safe), never as markup.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def build(assistant, access, demo) -> None:
         reason = gr.Textbox(label="Or dismiss it, with the reason", lines=1, elem_id="queue-reason",
                             placeholder="e.g. out of scope: weather")
         dismiss = gr.Button("Dismiss", variant="stop", elem_id="queue-dismiss")
+        reopen = gr.Button("Reopen (to correct an answer or take back a dismissal)", size="sm",
+                           elem_id="queue-reopen")
         note = gr.Markdown(elem_id="queue-note")
 
     def allowed(request) -> None:
@@ -59,7 +61,9 @@ def build(assistant, access, demo) -> None:
             allowed(request)
             by = username(request) or "trainer"
             message = decide_item(store, action, item_id, answer_text if action == "answer" else why, by)
-            return (message, *list_items(store, wanted, None), *show_item(store, None))
+            if action == "reopen" and message.startswith("↩"):  # it is open now: show it there, ready to correct
+                return (message, gr.Radio(value="open"), *list_items(store, "open", item_id), *show_item(store, item_id))
+            return (message, gr.Radio(), *list_items(store, wanted, None), *show_item(store, None))
         handler.__name__ = f"queue_{action}"
         return handler
 
@@ -67,8 +71,8 @@ def build(assistant, access, demo) -> None:
     status.input(list_questions, status, listed)
     refresh.click(list_questions, [status, items], listed)
     items.input(show_question, items, [detail, text])
-    for button, action in ((save, "answer"), (dismiss, "dismiss")):
-        button.click(decide(action), [status, items, text, reason], [note, *listed, detail, text])
+    for button, action in ((save, "answer"), (dismiss, "dismiss"), (reopen, "reopen")):
+        button.click(decide(action), [status, items, text, reason], [note, status, *listed, detail, text])
 
     def load_questions(request: gr.Request):  # farmers get nothing, not even the count
         if access.allows(username(request), TRAINER):
@@ -102,7 +106,7 @@ def show_item(store, item_id):
              f"Adapter **{_safe(item.adapter)}** · asked by {item.askers} "
              f"{'person' if item.askers == 1 else 'people'} · first {item.first_asked} · last {item.last_asked}"
              + (" · 👎 flagged" if item.flagged else "")]
-    if item.status != "open":
+    if item.status != "open" or item.decided_by:  # decided, or reopened: who did it and when
         lines.append(f"_{_safe(questions.describe_decision(item))}_")
     for ask in item.asks:
         if ask.correction:
@@ -124,9 +128,14 @@ def decide_item(store, action: str, item_id, text: str, by: str) -> str:
     if item_id in (None, ""):
         return "⚠️ Choose an item first."
     try:
-        item = (questions.answer if action == "answer" else questions.dismiss)(store, item_id, text or "", by)
+        if action == "reopen":
+            item = questions.reopen(store, item_id, by)
+        else:
+            item = (questions.answer if action == "answer" else questions.dismiss)(store, item_id, text or "", by)
     except (QueueError, StoreError) as exc:
         return f"⚠️ {_safe(exc)}"
+    if action == "reopen":
+        return f"↩ Reopened: “{_safe(item.question)}”. Correct the answer and save it for the next version."
     if item.status == "answered":
         return f"✅ Answered: “{_safe(item.question)}” goes into {_safe(item.adapter)}'s next version."
     return f"Dismissed: “{_safe(item.question)}”."

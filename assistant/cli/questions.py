@@ -1,4 +1,4 @@
-"""`assistant questions list|answer|dismiss` (the trainers' queue from a shell) and `assistant backup`.
+"""`assistant questions list|answer|dismiss|reopen` (the trainers' queue from a shell) and `assistant backup`.
 
 Neither needs the model: they open the data directory's database only, so they run beside the app
 (SQLite's busy timeout lets the two take turns). A decision on an item another trainer decided
@@ -29,9 +29,12 @@ def add_parsers(sub) -> None:
     dismissing = actions.add_parser("dismiss", help="dismiss an open item with a reason")
     dismissing.add_argument("item")
     dismissing.add_argument("reason")
-    for parser in (listing, answering, dismissing):
+    reopening = actions.add_parser("reopen", help="open an answered, trained or dismissed item again (to correct "
+                                   "its answer: the text stays as the starting point)")
+    reopening.add_argument("item")
+    for parser in (listing, answering, dismissing, reopening):
         parser.add_argument("--data-dir", default=None, help="the data directory (default: var/)")
-    for parser in (answering, dismissing):
+    for parser in (answering, dismissing, reopening):
         parser.add_argument("--by", default=None, help="who decides (default: your login name)")
 
     backup = sub.add_parser("backup", help="a consistent copy of the database (chats, feedback, queue), "
@@ -59,11 +62,13 @@ def cmd_questions(args) -> int:
                 if not text:
                     return fail(f"item {args.item} has no suggested correction; give the answer yourself", 1)
             item = questions.answer(store, args.item, text, by)
+        elif args.action == "reopen":
+            item = questions.reopen(store, args.item, by)
         else:
             item = questions.dismiss(store, args.item, args.reason, by)
     except (QueueError, StoreError) as exc:
         return fail(str(exc), 1)
-    print(f"item {item.id} {item.status} by {item.decided_by}: {item.question}")
+    print(f"item {item.id} {'reopened' if item.status == 'open' else item.status} by {item.decided_by}: {item.question}")
     return 0
 
 
