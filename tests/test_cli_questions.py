@@ -41,7 +41,12 @@ def test_list_answer_dismiss_and_backup_from_a_shell(tmp_path):
     assert questions.get(store, maize["id"]).answer == "About 5 cm.\x1b[2J"  # the starting point of the correction
     twice = run_cli("questions", "reopen", str(maize["id"]), "--data-dir", str(data))
     assert twice.returncode == 1 and "open already (reopened by ruth" in twice.stderr
-    assert run_cli("questions", "answer", str(maize["id"]), "About 4 cm.", "--data-dir", str(data)).returncode == 0
+    alike = questions.record_ask(store, "agriculture", "maize sowing depth?", "user:joseph")
+    done = run_cli("questions", "answer", str(maize["id"]), "About 4 cm.", "--also", f"{alike},{other}", "--data-dir",
+                   str(data))
+    assert done.returncode == 1 and f"item {alike} answered alike: maize sowing depth?" in done.stdout
+    assert f"item {other} is no longer open" in done.stderr  # dismissed above: said, the others still answered
+    assert [p["answer"] for p in questions.answered_pairs(store, "agriculture")] == ["About 4 cm.", "About 4 cm."]
 
     for args, message in [(("answer", "999", "x"), "no item 999"), (("answer", "abc", "x"), "'abc' is not an item number"),
                           (("answer", str(other)), "give the answer, or --use-correction"),

@@ -12,8 +12,10 @@ from __future__ import annotations
 import gradio as gr
 
 from assistant import history, questions
+from assistant.grounding.errors import KnowledgeError
 from assistant.history import HistoryError
 from assistant.questions import QueueError
+from assistant.similar_questions import CachedEncoder, similar_open_items
 from assistant.store import StoreError
 from ui.access import TRAINER, username
 from ui.chat import _safe
@@ -26,6 +28,7 @@ CONVERSATION_MESSAGES = 12  # the last messages of the chat an item came from
 def build(assistant, access, demo) -> None:
     """The section, inside the Train tab."""
     store = assistant.store
+    encode = _encoder(assistant)
     with gr.Accordion("Questions to answer", open=True, elem_id="questions-to-answer"):
         gr.Markdown("Questions that got no checked answer and answers people flagged, the most asked first. "
                     "An answer you give here becomes a Q&A pair of the adapter's next version.")
@@ -34,6 +37,9 @@ def build(assistant, access, demo) -> None:
             refresh = gr.Button("↻ Refresh", size="sm", scale=1, elem_id="queue-refresh")
         items = gr.Radio([], value=None, label="Items", elem_id="queue-items")
         detail = gr.Markdown(elem_id="queue-detail")
+        also = gr.CheckboxGroup([], value=[], visible=False, elem_id="queue-also",
+                                label="These open questions may ask the same thing in other words. Tick those that "
+                                      "do: your answer or dismissal goes to them too.")
         text = gr.Textbox(label="Answer (a farmer's correction, when there is one, is the starting point)", lines=3,
                           elem_id="queue-answer")
         save = gr.Button("Save answer", variant="primary", elem_id="queue-save")
@@ -54,25 +60,28 @@ def build(assistant, access, demo) -> None:
 
     def show_question(request: gr.Request, item_id):
         allowed(request)
-        return show_item(store, item_id)
+        return (*show_item(store, item_id), similar_choices(store, item_id, encode))
 
     def decide(action):
-        def handler(request: gr.Request, wanted, item_id, answer_text, why):
+        def handler(request: gr.Request, wanted, item_id, answer_text, why, together):
             allowed(request)
             by = username(request) or "trainer"
-            message = decide_item(store, action, item_id, answer_text if action == "answer" else why, by)
+            message = decide_item(store, action, item_id, answer_text if action == "answer" else why, by,
+                                  together if action != "reopen" else ())
             if action == "reopen" and message.startswith("↩"):  # it is open now: show it there, ready to correct
-                return (message, gr.Radio(value="open"), *list_items(store, "open", item_id), *show_item(store, item_id))
-            return (message, gr.Radio(), *list_items(store, wanted, None), *show_item(store, None))
+                return (message, gr.Radio(value="open"), *list_items(store, "open", item_id), *show_item(store, item_id),
+                        similar_choices(store, item_id, encode))
+            return (message, gr.Radio(), *list_items(store, wanted, None), *show_item(store, None),
+                    similar_choices(store, None, encode))
         handler.__name__ = f"queue_{action}"
         return handler
 
     listed = [items, detail]
     status.input(list_questions, status, listed)
     refresh.click(list_questions, [status, items], listed)
-    items.input(show_question, items, [detail, text])
+    items.input(show_question, items, [detail, text, also])
     for button, action in ((save, "answer"), (dismiss, "dismiss"), (reopen, "reopen")):
-        button.click(decide(action), [status, items, text, reason], [note, status, *listed, detail, text])
+        button.click(decide(action), [status, items, text, reason, also], [note, status, *listed, detail, text, also])
 
     def load_questions(request: gr.Request):  # farmers get nothing, not even the count
         if access.allows(username(request), TRAINER):
@@ -124,7 +133,8 @@ def show_item(store, item_id):
     return "\n\n".join(lines), item.answer or item.correction
 
 
-def decide_item(store, action: str, item_id, text: str, by: str) -> str:
+def decide_item(store, action: str, item_id, text: str, by: str, together=()) -> str:
+    """Answer, dismiss or reopen one item, and answer or dismiss alike the similar ones ticked."""
     if item_id in (None, ""):
         return "⚠️ Choose an item first."
     try:
@@ -136,9 +146,49 @@ def decide_item(store, action: str, item_id, text: str, by: str) -> str:
         return f"⚠️ {_safe(exc)}"
     if action == "reopen":
         return f"↩ Reopened: “{_safe(item.question)}”. Correct the answer and save it for the next version."
+    alike, refused = 0, []
+    for other in together or ():
+        try:
+            (questions.answer if action == "answer" else questions.dismiss)(store, other, text or "", by)
+            alike += 1
+        except (QueueError, StoreError) as exc:  # another trainer decided it meanwhile: say so, keep the rest
+            refused.append(_safe(exc))
+    more = (f" So were {alike} similar question{'s' if alike != 1 else ''}." if alike else "") + (
+        " Not changed: " + "; ".join(refused) if refused else "")
     if item.status == "answered":
-        return f"✅ Answered: “{_safe(item.question)}” goes into {_safe(item.adapter)}'s next version."
-    return f"Dismissed: “{_safe(item.question)}”."
+        return f"✅ Answered: “{_safe(item.question)}” goes into {_safe(item.adapter)}'s next version.{more}"
+    return f"Dismissed: “{_safe(item.question)}”.{more}"
+
+
+def similar_choices(store, item_id, encode):
+    """The ticks for the open questions that may ask what this one asks (hidden when there are none)."""
+    if item_id in (None, "") or encode is None:
+        return gr.CheckboxGroup(choices=[], value=[], visible=False)
+    try:
+        item = questions.get(store, item_id)
+        offered = similar_open_items(item, questions.items(store, "open", item.adapter), encode) \
+            if item.status == "open" else []
+    except (QueueError, StoreError, KnowledgeError):
+        offered = []
+    choices = [(f"{' '.join(o.question.split())[:120]} · {o.askers} asked · similarity {s:.2f}", o.id)
+               for o, s in offered]
+    return gr.CheckboxGroup(choices=choices, value=[], visible=bool(choices))
+
+
+def _encoder(assistant):
+    """The knowledge index's embedder, remembering vectors, looked up when first needed (the app
+    opens the index after building the page); without one it raises and nothing is offered."""
+    cached: list[CachedEncoder] = []
+
+    def encode(texts):
+        embedder = getattr(getattr(assistant, "knowledge", None), "embedder", None)
+        if embedder is None:
+            raise KnowledgeError("no knowledge index, so no similar questions are offered")
+        if not cached:
+            cached.append(CachedEncoder(embedder.encode))
+        return cached[0](texts)
+
+    return encode
 
 
 def _choice(item) -> str:

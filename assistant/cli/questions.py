@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from pathlib import Path
 
 from assistant.cli.common import fail
@@ -34,6 +35,9 @@ def add_parsers(sub) -> None:
     reopening.add_argument("item")
     for parser in (listing, answering, dismissing, reopening):
         parser.add_argument("--data-dir", default=None, help="the data directory (default: var/)")
+    for parser in (answering, dismissing):
+        parser.add_argument("--also", default="", metavar="ID,ID",
+                            help="other open items that ask the same thing in other words: decided alike")
     for parser in (answering, dismissing, reopening):
         parser.add_argument("--by", default=None, help="who decides (default: your login name)")
 
@@ -69,7 +73,16 @@ def cmd_questions(args) -> int:
     except (QueueError, StoreError) as exc:
         return fail(str(exc), 1)
     print(f"item {item.id} {'reopened' if item.status == 'open' else item.status} by {item.decided_by}: {item.question}")
-    return 0
+    refused = 0
+    for other in [i for i in getattr(args, "also", "").replace(" ", "").split(",") if i]:
+        try:
+            alike = (questions.answer(store, other, item.answer, by) if args.action == "answer"
+                     else questions.dismiss(store, other, item.reason, by))
+            print(f"item {alike.id} {alike.status} alike: {alike.question}")
+        except (QueueError, StoreError) as exc:  # decided meanwhile, or no such item: the others still go
+            print(f"assistant: {exc}", file=sys.stderr)
+            refused += 1
+    return 1 if refused else 0
 
 
 def cmd_backup(args) -> int:
