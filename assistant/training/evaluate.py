@@ -50,10 +50,14 @@ def engine_answerer(engine, adapter) -> Answerer:
 
 
 def report_card(engine, adapter, train: list[Probe], heldout: list[Probe], probes: list[Probe],
-                before: dict | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """Before/after scores; `before` (the bare base's results) can be passed in when already known."""
+                before: dict | None = None, progress: Callable[[str], None] | None = None,
+                base_answers=None) -> dict:
+    """Before/after scores; `before` (the bare base's results) can be passed in when already known,
+    and `base_answers` (training.base_answers.BaseAnswers) keeps the bare base's answers between cards."""
     def measure(target) -> dict:
         answer = engine_answerer(engine, target)
+        if target is None and base_answers is not None:
+            answer = base_answers.answerer(engine, EVAL_SETTINGS, answer)
         results = {}
         for key, items in (("recall", train), ("heldout_recall", heldout), ("retention_raw", probes)):
             if progress:
@@ -62,7 +66,10 @@ def report_card(engine, adapter, train: list[Probe], heldout: list[Probe], probe
                 results[key], results[f"{key}_details"] = score(answer, items)
         return results
 
-    before = before or measure(None)
+    if before is None:
+        before = measure(None)
+        if base_answers is not None:
+            base_answers.save()
     after = measure(adapter)
     card = {"before": _summary(before), "after": _summary(after), "counts": {
         "train": len(train), "heldout": len(heldout), "probes": len(probes)}}

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from assistant.prompts import get_format
 from assistant.training import replay, steps
+from assistant.training.base_answers import BaseAnswers
 from assistant.training.config import TrainConfig
 from assistant.training.evaluate import Probe, engine_answerer, load_probes, report_card
 from assistant.training.progress import Progress, stop_if_cancelled
@@ -138,7 +139,7 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
         extra_files[LINEAGE] = json.dumps(lineage, indent=2, ensure_ascii=False).encode("utf-8")
 
     def evaluate_staged(staging: Path) -> dict:
-        return _report_card(evaluator, staging, fmt.name, report, emit, cancel)
+        return _report_card(evaluator, staging, fmt.name, report, emit, cancel, base)
 
     adapter = publish_peft_model(registry, model, name, manifest, extra_files, before_publish=evaluate_staged)
     emit(Progress("done", step, step, message=f"published {adapter.name} v{adapter.version}"))
@@ -185,7 +186,7 @@ def _dataset_info(report, data_bytes: bytes | None) -> dict:
             "stored_as": ("dataset" + Path(report.source).suffix.lower()) if data_bytes is not None else None}
 
 
-def _report_card(evaluator, staging: Path, fmt_name: str, report, emit, cancel) -> dict:
+def _report_card(evaluator, staging: Path, fmt_name: str, report, emit, cancel, base=None) -> dict:
     """Scores of the staged adapter, before it is published; the engine unloads it afterwards."""
     from assistant.registry import Adapter
 
@@ -202,7 +203,8 @@ def _report_card(evaluator, staging: Path, fmt_name: str, report, emit, cancel) 
         emit(Progress("evaluate", message=f"report card: {message}"))
 
     try:
-        card = report_card(evaluator, staged, train_probes, heldout, load_probes(), progress=note)
+        card = report_card(evaluator, staged, train_probes, heldout, load_probes(), progress=note,
+                           base_answers=BaseAnswers.for_base(base))
     finally:
         evaluator.unload_adapter(staged.key)
     card.pop("_before_raw", None)
