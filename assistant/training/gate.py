@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from assistant.training.evaluate import Probe, engine_answerer, is_correct
+from assistant.training.evaluate import EVAL_SETTINGS, Probe, engine_answerer, is_correct
 
 TOLERANCE = 0.05
 SMALL_SET = 20  # below this many questions, one question's worth is the tolerance
@@ -61,10 +61,16 @@ def measure(engine, adapter, sets: GateSets, known: list[bool] | None, cancel=No
     return card
 
 
-def base_knows(engine, probes: list[Probe], cancel=None) -> list[bool]:
-    """Which general probes the bare base answers correctly."""
+def base_knows(engine, probes: list[Probe], cancel=None, base_answers=None) -> list[bool]:
+    """Which general probes the bare base answers correctly (its answers kept in `base_answers`,
+    training.base_answers.BaseAnswers, when given: the report card asked them already)."""
     answer = engine_answerer(engine, None)
-    return [_check(cancel) or is_correct(answer(p.question), p) for p in probes]
+    if base_answers is not None:
+        answer = base_answers.answerer(engine, EVAL_SETTINGS, answer)
+    known = [_check(cancel) or is_correct(answer(p.question), p) for p in probes]
+    if base_answers is not None:
+        base_answers.save()
+    return known
 
 
 def compare(serving: dict, candidate: dict, tolerance: float = TOLERANCE) -> dict:
@@ -87,11 +93,11 @@ def compare(serving: dict, candidate: dict, tolerance: float = TOLERANCE) -> dic
 
 
 def run_gate(engine, serving, candidate, sets: GateSets, tolerance: float = TOLERANCE, cancel=None,
-             progress: Callable[[str], None] | None = None) -> dict:
+             progress: Callable[[str], None] | None = None, base_answers=None) -> dict:
     """Measure both versions on the same sets and decide; the decision carries both scores."""
     note = progress or (lambda message: None)
     note("which general questions the bare base answers")
-    known = base_knows(engine, sets.probes, cancel)
+    known = base_knows(engine, sets.probes, cancel, base_answers)
     before = measure(engine, serving, sets, known, cancel, progress)
     after = measure(engine, candidate, sets, known, cancel, progress)
     decision = compare(before, after, tolerance)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 
 from assistant.data.limits import MAX_CELL_CHARS
 from assistant.data.report import question_key
+from assistant.training.base_answers import BaseAnswers
 from assistant.training.config import TrainConfig
 from assistant.training.evaluate import Probe, load_probes
 from assistant.training.gate import TOLERANCE, GateSets, describe, run_gate
@@ -76,7 +77,8 @@ def next_version(assistant, name: str, new_pairs: list[dict], by: str = "",
         emit(Progress("gate", message=f"gate: {message}"))
 
     try:
-        decision = run_gate(assistant.engine, current, candidate, sets, tolerance, cancel, note)
+        decision = run_gate(assistant.engine, current, candidate, sets, tolerance, cancel, note,
+                            BaseAnswers.for_base(assistant.base))
     finally:
         assistant.engine.unload_adapter(candidate.key)
         assistant.engine.unload_adapter(current.key)
