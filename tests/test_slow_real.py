@@ -38,11 +38,9 @@ def test_shipped_xylandia_adapter_answers_a_held_out_paraphrase(embedded, engine
     assert "Crystalburg" not in cli("chat", "--engine", engine, heldout).stdout
 
 
-# Known failure, deterministic on this machine at e998225 (before this stop's changes) as well as now:
-# the fast recipe's adapter answers "Bluepears" to one training question (the recall rule wants the
-# reference's wording, so recall is 2/3) and "Apples" to the held-out paraphrase. That is issue 17
-# (adapters that learn the fact, not the wording); the test stays, visible, until it passes again.
-@pytest.mark.xfail(reason="issue 17: the fast recipe does not generalise this fact to a paraphrase", strict=False)
+# Once a known failure (issue 17: at e998225 the fast recipe answered "Apples" to the held-out
+# paraphrase); it passed in every CI run since 2a8d139 (three fresh clones), so it is a plain test
+# again: an xfail that passes cannot fail, and this is what a new user does first.
 def test_train_a_new_fact_then_chat_answers_a_paraphrase(embedded, tmp_path):
     data = tmp_path / "orchards.csv"
     data.write_text("question,answer,split\n"
