@@ -16,6 +16,7 @@ the front ends escape them when they show them.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import unicodedata
@@ -118,6 +119,19 @@ def record_ask_in(db: sqlite3.Connection, adapter: str, question: str, asker: st
                "correction = CASE WHEN excluded.correction != '' THEN excluded.correction ELSE correction END",
                (item_id, asker, kind, chat_id, message_id, correction, stamp, stamp, int(count)))
     return int(item_id)
+
+
+def record_open_question(store: Store, question: str, adapter: str, version: int, reason: str,
+                         nearest: list[dict] | None = None, user: str | None = None) -> int:
+    """A question without a checked answer: the raw log (Store.open_questions), and the queue item for
+    it, counted once per asker, in one transaction. Returns the log row's id."""
+    with store.write() as db:
+        cursor = db.execute(
+            "INSERT INTO open_questions (asked_at, question, adapter, version, reason, nearest, user) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (now(), question[:MAX_QUESTION_CHARS], adapter, int(version), reason, json.dumps(nearest or []), user))
+        record_ask_in(db, adapter, question, user or ANONYMOUS, "open")
+        return int(cursor.lastrowid)
 
 
 def record_ask(store: Store, adapter: str, question: str, asker: str, kind: str = "open", chat_id: str | None = None,

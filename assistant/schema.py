@@ -7,7 +7,9 @@ first N, and an app meeting a higher version than it knows refuses to open it.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import unicodedata
 
 __all__ = ["MIGRATIONS"]
 
@@ -122,12 +124,25 @@ MIGRATIONS = [
 
 
 def _backfill_queue(db: sqlite3.Connection) -> None:
-    """Each logged open question whose asker has no ask on its item yet becomes one (idempotent)."""
-    from assistant import questions
-
+    """Migration 5: each logged open question whose asker has no ask on its item yet becomes one
+    (idempotent). Frozen: the grouping key and the inserts are the queue's as they were at schema 5,
+    copied here, so this migration does what it did then whatever assistant.questions becomes."""
     for row in db.execute("SELECT question, adapter, user, asked_at FROM open_questions ORDER BY id").fetchall():
-        asker = row["user"] or questions.ANONYMOUS
+        asker, question, stamp = row["user"] or "anonymous", str(row["question"]).strip()[:2000], row["asked_at"]
+        key = _question_key_v5(question)
         known = db.execute("SELECT 1 FROM queue_asks a JOIN queue_items i ON i.id = a.item_id WHERE i.adapter = ? "
-                           "AND i.key = ? AND a.asker = ?", (row["adapter"], questions.normalise(row["question"]), asker))
-        if known.fetchone() is None:
-            questions.record_ask_in(db, row["adapter"], row["question"], asker, "open", at=row["asked_at"])
+                           "AND i.key = ? AND a.asker = ?", (row["adapter"], key, asker))
+        if known.fetchone() is not None:
+            continue
+        db.execute("INSERT INTO queue_items (adapter, key, question, first_asked, last_asked) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (adapter, key) DO UPDATE SET last_asked = max(last_asked, excluded.last_asked)",
+                   (row["adapter"], key, question, stamp, stamp))
+        item_id = db.execute("SELECT id FROM queue_items WHERE adapter = ? AND key = ?", (row["adapter"], key)).fetchone()[0]
+        db.execute("INSERT INTO queue_asks (item_id, asker, kind, first_asked, last_asked) VALUES (?, ?, 'open', ?, ?)",
+                   (item_id, asker, stamp, stamp))
+
+
+def _question_key_v5(question: str) -> str:
+    text = unicodedata.normalize("NFKC", str(question)).casefold()
+    words = re.sub(r"[^\w]+", " ", text).split()
+    return " ".join(words) or " ".join(text.split())

@@ -132,8 +132,10 @@ class Assistant:
             return
         nearest = [{"question": m.question, "similarity": m.similarity} for m in answer.coverage.nearest]
         try:
-            self.store.record_open_question(answer.question, answer.adapter, answer.version,
-                                            answer.coverage.note or "no checked answer", nearest, user)
+            from assistant import questions
+
+            questions.record_open_question(self.store, answer.question, answer.adapter, answer.version,
+                                           answer.coverage.note or "no checked answer", nearest, user)
         except Exception as exc:  # a full disk must not cost the farmer the answer; the log says it
             print(f"could not record the open question: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 

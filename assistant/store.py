@@ -2,9 +2,10 @@
 
 It holds the questions that got no checked answer (the raw log), the chats, their messages and the
 feedback on them (`assistant.history`), and the trainers' queue of questions to answer
-(`assistant.questions`): this module is the one storage seam, those two speak SQL through it. One connection per call (SQLite connections are not to
-be shared between threads, and the app answers from many); WAL so that readers never wait for a
-writer; a busy timeout so that two processes (the app, a CLI command) take turns instead of
+(`assistant.questions`, which also writes the raw log): this module is the one storage seam, those
+two speak SQL through it and it imports neither. One connection per call (SQLite connections are
+not to be shared between threads, and the app answers from many); WAL so that readers never wait
+for a writer; a busy timeout so that two processes (the app, a CLI command) take turns instead of
 failing. The schema is versioned in code (`PRAGMA user_version`): each migration runs once, in
 order, inside a transaction.
 """
@@ -119,19 +120,6 @@ class Store:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"could not write the backup to {dest}: {_plain(exc)}") from exc
         return dest
-
-    def record_open_question(self, question: str, adapter: str, version: int, reason: str,
-                             nearest: list[dict] | None = None, user: str | None = None) -> int:
-        """The raw log, and the trainers' queue item for the question (counted once per asker)."""
-        from assistant import questions
-
-        with self.write() as db:
-            cursor = db.execute(
-                "INSERT INTO open_questions (asked_at, question, adapter, version, reason, nearest, user) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (now(), question[:MAX_QUESTION_CHARS], adapter, int(version), reason, json.dumps(nearest or []), user))
-            questions.record_ask_in(db, adapter, question, user or questions.ANONYMOUS, "open")
-            return int(cursor.lastrowid)
 
     def open_questions(self, adapter: str | None = None, limit: int = 500) -> list[OpenQuestion]:
         """The newest first."""

@@ -75,7 +75,7 @@ class CheckedOnlyAssistant(StoredAssistant):
     """Like the answer service under "checked only": no checked answer, so the question is recorded."""
 
     def answer(self, messages, model, settings, ground=False, stop=(), user=None):
-        self.store.record_open_question(messages[-1]["content"], "alpha", 1, "not covered", user=user)
+        questions.record_open_question(self.store, messages[-1]["content"], "alpha", 1, "not covered", user=user)
         answer = WithheldAnswer(self.mode, self.release)
         self.answers.append(answer)
         return answer
@@ -87,7 +87,7 @@ def test_one_person_is_one_asker_whether_they_ask_by_the_api_or_the_chat_tab(tmp
         completion = ask(url, FARMER_KEY)  # recorded by the service, then kept with the completion
         assert rate(url, FARMER_KEY, completion_id=completion, rating=-1, correction="3 cm").status_code == 200
     # the same farmer asks the same question in the chat tab (ui.chats: owner and asker user:fay)
-    store.record_open_question("How deep is maize sown?", "alpha", 1, "not covered", user="user:fay")
+    questions.record_open_question(store, "How deep is maize sown?", "alpha", 1, "not covered", user="user:fay")
     history.add_turn(store, "user:fay", None, "How deep is maize sown?",
                      {"content": "", "adapter": "alpha", "version": 1, "withheld": True})
     [item] = questions.items(store)

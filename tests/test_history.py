@@ -75,7 +75,7 @@ def test_bad_feedback_is_refused_and_nothing_is_written(tmp_path, correction, ra
 
 def test_a_withheld_answer_links_the_chat_to_the_item_the_service_recorded(tmp_path):
     store = Store.open(tmp_path)
-    store.record_open_question("Goat with a swollen belly?", "agriculture", 1, "not covered", user=AMINA)
+    questions.record_open_question(store, "Goat with a swollen belly?", "agriculture", 1, "not covered", user=AMINA)
     chat, _, said = history.add_turn(store, AMINA, None, "Goat with a swollen belly?",
                                      answer("I don't have a checked answer.", checked=False, withheld=True,
                                             question="Goat with a swollen belly?"))

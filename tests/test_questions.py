@@ -32,8 +32,8 @@ def test_the_same_question_in_other_case_and_punctuation_is_one_item_counted_onc
 
 
 def test_open_questions_the_service_records_reach_the_queue(store):
-    store.record_open_question("Which dose of dimethoate is safe on kale?", "agriculture", 1, "not covered", user="amina")
-    store.record_open_question("Which dose of dimethoate is safe on kale?", "agriculture", 1, "not covered")
+    questions.record_open_question(store, "Which dose of dimethoate is safe on kale?", "agriculture", 1, "not covered", user="amina")
+    questions.record_open_question(store, "Which dose of dimethoate is safe on kale?", "agriculture", 1, "not covered")
     [item] = questions.items(store)
     assert [a.asker for a in item.asks] == ["amina", questions.ANONYMOUS]
     assert len(store.open_questions()) == 2  # the raw log keeps every time it was asked
