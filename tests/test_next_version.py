@@ -182,16 +182,3 @@ def test_the_job_worker_is_asked_for_the_next_version(tmp_path, monkeypatch):
     job = jobs.next_version("facts", by="amina", pairs_file=tmp_path / "pairs.json")
     assert job.kind == "next" and jobs.latest("next") is job
     assert job.command[3:10] == ["adapters", "next", "facts", "--by", "amina", "--pairs", str(tmp_path / "pairs.json")]
-
-
-def test_a_version_promoted_by_hand_marks_its_queue_items(monkeypatch):
-    import assistant
-
-    calls = []
-    fake = SimpleNamespace(mark_trained=lambda store, ids, name, version: calls.append((store, ids, name, version)) or len(ids))
-    monkeypatch.setitem(__import__("sys").modules, "assistant.questions", fake)
-    monkeypatch.setattr(assistant, "questions", fake, raising=False)
-    adapter = SimpleNamespace(name="facts", version=2, lineage={"added": [{"item_ids": [8, 9]}], "replaced": [{"item_ids": [7]}]})
-    assert next_version.mark_queue_items("store", adapter) == 3 and calls == [("store", [7, 8, 9], "facts", 2)]
-    assert next_version.mark_queue_items(None, adapter) == 0
-    assert next_version.mark_queue_items("store", SimpleNamespace(name="facts", version=1, lineage={})) == 0

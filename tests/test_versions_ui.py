@@ -70,6 +70,23 @@ def test_one_click_rolls_back_or_promotes_and_refusals_are_shown(assistant):
     assert Registry(assistant.registry.base_sha256, assistant.registry.data_dir).get("crop").version == 3
 
 
+def test_a_rollback_in_the_ui_returns_what_the_newer_version_held_to_the_queue(assistant):
+    from assistant import questions
+    from assistant.store import Store
+
+    assistant.store = Store.open(assistant.registry.data_dir)
+    item = questions.record_ask(assistant.store, "crop", "Q?", "user:amina")
+    questions.answer(assistant.store, item, "A.", "grace")
+    lineage = assistant.registry.get_version("crop", 3).path / "lineage.json"
+    lineage.write_text(json.dumps({"trained_from": {"name": "crop", "version": 2}, "added": [{"item_ids": [item]}]}))
+    assert versions.make_serving(assistant, "grace", "crop", 3)[0] == "**crop v3** serves now (no retraining)."
+    assert questions.get(assistant.store, item).status == "trained"
+    status = versions.make_serving(assistant, "grace", "crop", 2)[0]
+    assert status == ("**crop v2** serves now (no retraining). 1 answered question it does not hold will be trained "
+                      "into the next version again.")
+    assert questions.get(assistant.store, item).status == "answered"
+
+
 def test_train_next_starts_a_worker_job_and_shows_the_gate(assistant):
     jobs = FakeJobs()
     assert versions.start_next(jobs, assistant, "grace", None) == ("❌ Choose the adapter first.", None)

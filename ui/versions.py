@@ -18,7 +18,7 @@ import gradio as gr
 from assistant.registry import AdapterError
 from assistant.store import StoreError
 from assistant.training.evaluate import CARD_ROWS
-from assistant.training.next_version import mark_queue_items
+from assistant.training.lineage import sync_queue
 from ui.access import TRAINER, username
 from ui.text import cell, escape
 
@@ -124,10 +124,13 @@ def make_serving(assistant, user: str | None, name: str | None, version) -> tupl
         return (f"❌ {cell(str(exc))}", *show(assistant, name))
     assistant.sync_knowledge()  # its Q&A is indexed now, so the next chat is checked against it
     note = ""
-    try:
-        mark_queue_items(assistant.store, adapter)  # its questions show as answered to those who asked
+    try:  # what it holds shows answered to those who asked; after a rollback, what it lacks does not
+        _, reopened = sync_queue(assistant.store, assistant.registry, adapter)
+        if reopened:
+            note = (f" {reopened} answered question{'s' if reopened != 1 else ''} it does not hold will be trained "
+                    "into the next version again.")
     except (ValueError, OSError, StoreError) as exc:
-        note = f" Its questions could not be marked answered: {cell(str(exc))}"
+        note = f" The questions to answer could not be updated: {cell(str(exc))}"
     return (f"**{cell(adapter.name)} v{adapter.version}** serves now (no retraining).{note}", *show(assistant, name))
 
 

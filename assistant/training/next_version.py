@@ -161,18 +161,3 @@ def _check_new_rows_kept(report, rows: list[dict], pairs: list[dict]) -> None:
     blocking = report.blocking_problems(allow_conflicts=True)
     if blocking:
         raise ValueError("cannot train the next version: " + "; ".join(blocking))
-
-
-def mark_queue_items(store, adapter) -> int:
-    """Mark the queue items a version was trained from as trained (once it serves, whichever way it
-    came to serve: its gate, or a trainer promoting it by hand). How many; 0 without a queue."""
-    lineage = adapter.lineage
-    ids = sorted({i for p in (lineage.get("added") or []) + (lineage.get("replaced") or []) for i in p.get("item_ids") or []
-                  if isinstance(i, int)})
-    if not ids or store is None:
-        return 0
-    try:
-        from assistant import questions
-    except ImportError:
-        return 0
-    return questions.mark_trained(store, ids, adapter.name, adapter.version)
