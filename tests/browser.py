@@ -29,12 +29,15 @@ ARTIFACTS = Path(os.environ.get("ASSISTANT_TEST_ARTIFACTS", Path(__file__).resol
 
 
 @contextlib.contextmanager
-def running_app(*args: str, timeout: float = 180):
+def running_app(*args: str, timeout: float = 180, request=None):
     """`assistant serve ARGS` on a free loopback port; yields its URL; stops it afterwards.
 
     The app's output goes to a log file, never to an undrained pipe (a full pipe would block the
-    app on its next print); when the test fails inside the block, the log's tail is printed.
+    app on its next print); when the test fails inside the block, the log's tail is printed. A
+    module fixture passes its `request`: a failure raised in the test never reaches the fixture's
+    block, so the log is also printed when any test failed while the app ran.
     """
+    failed_before = request.session.testsfailed if request is not None else 0
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -57,7 +60,7 @@ def running_app(*args: str, timeout: float = 180):
                     raise TimeoutError("the app did not start") from None
                 time.sleep(0.5)
         yield url
-        failed = False
+        failed = request is not None and request.session.testsfailed > failed_before
     finally:
         proc.terminate()
         try:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser  # starts the app in a subprocess, like the bro
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, tiny_base):
+def app(request, tmp_path_factory, tiny_base):
     from tiny import publish_tiny_adapter
 
     from assistant.registry import Registry
@@ -29,7 +29,7 @@ def app(tmp_path_factory, tiny_base):
     add_user(users, "joseph", "farmer", "farmer password")
     add_user(users, "mallory", "farmer", "mallory password")
     with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(data_dir),
-                     "--auth", str(users)) as url:
+                     "--auth", str(users), request=request) as url:
         yield url
 
 

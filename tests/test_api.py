@@ -35,7 +35,7 @@ def _issue_key(users, name: str, *more: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, tiny_base, tiny_adapters):
+def app(request, tmp_path_factory, tiny_base, tiny_adapters):
     from qa_adapters import ORCHARD, publish_tiny_qa_adapter
     from tiny import publish_tiny_adapter
 
@@ -51,7 +51,7 @@ def app(tmp_path_factory, tiny_base, tiny_adapters):
         add_user(users, name, role, f"password-of-{name}")
     keys = {name: _issue_key(users, name) for name in ("fay", "tom", "rev")}
     with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(data_dir), "--auth", str(users),
-                     "--trusted-proxy", "127.0.0.1") as url:
+                     "--trusted-proxy", "127.0.0.1", request=request) as url:
         yield {"url": url.rstrip("/"), "keys": keys, "users": users, "data_dir": data_dir}
 
 

@@ -19,9 +19,9 @@ PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
-def url(tiny_base, tiny_adapters):
+def url(request, tiny_base, tiny_adapters):
     """The app without a users file (chats kept per browser), started once for the module's tests."""
-    with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters)) as served:
+    with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(tiny_adapters), request=request) as served:
         yield served
 
 

@@ -29,7 +29,7 @@ STALE = Path(tempfile.gettempdir()) / f"field-assistant-gradio-{os.getuid()}" / 
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, tiny_base):
+def app(request, tmp_path_factory, tiny_base):
     from tiny import make_lora
 
     from assistant.registry import Registry, publish_peft_model
@@ -50,7 +50,7 @@ def app(tmp_path_factory, tiny_base):
     STALE.mkdir(parents=True, exist_ok=True)  # what a killed app (pid long gone) left behind
     (STALE / "upload.csv").write_text("question,answer\n")
     with running_app("--base", str(tiny_base.gguf_path), "--data-dir", str(data_dir), "--auth", str(users),
-                     "--trusted-proxy", "127.0.0.1", "--max-upload-mb", str(MAX_UPLOAD_MB)) as url:
+                     "--trusted-proxy", "127.0.0.1", "--max-upload-mb", str(MAX_UPLOAD_MB), request=request) as url:
         yield url, data_dir
 
 
