@@ -71,7 +71,7 @@ def build(assistant, access, demo) -> None:
             if action == "reopen" and message.startswith("↩"):  # it is open now: show it there, ready to correct
                 return (message, gr.Radio(value="open"), *list_items(store, "open", item_id), *show_item(store, item_id),
                         similar_choices(store, item_id, encode))
-            return (message, gr.Radio(), *list_items(store, wanted, None), *show_item(store, None),
+            return (message, gr.skip(), *list_items(store, wanted, None), *show_item(store, None),
                     similar_choices(store, None, encode))
         handler.__name__ = f"queue_{action}"
         return handler
