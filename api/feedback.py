@@ -5,8 +5,8 @@
 Every finished completion is kept in the history (assistant.history) under the caller, owner
 `api:NAME` (`api:local` without a users file), apart from their chats in the web app; its id is
 the completion's `id`. In the trainers' queue the caller is the same person as in the chat tab
-(`user:NAME`), so one farmer asking by both ways is counted once. Only the caller who got an answer may rate it: another key's completion is
-"not found", as an unknown id is. A 👎 or a correction puts the question in the trainers' queue,
+(`user:NAME`), so one farmer asking by both ways is counted once. Only the caller who got an
+answer may rate it: another key's completion is "not found", as an unknown id is. A 👎 or a correction puts the question in the trainers' queue,
 once per caller however often it is sent. Errors in OpenAI's shape.
 """
 

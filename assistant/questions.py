@@ -5,10 +5,10 @@ punctuation is the same item), and one *ask* per asker on it: the same person fl
 answer 500 times counts once (with `times` = 500). An item is `open` until a trainer answers or
 dismisses it, and open again if a trainer reopens it; those decisions are compare-and-set on the
 status, so of two trainers acting on one item a second apart the second is told what the first
-did, and nothing is overwritten. Answered
-items become training pairs for the adapter's next version (`answered_pairs`), and `trained` once
-that version serves (`mark_trained`); whenever the serving version changes, `sync_trained` makes
-`trained` mean "the serving version holds it" again (a rollback returns items to `answered`).
+did, and nothing is overwritten. Answered items become training pairs for the adapter's next
+version (`answered_pairs`), and `trained` once that version serves (`mark_trained`); whenever the
+serving version changes, `sync_trained` makes `trained` mean "the serving version holds it" again
+(a rollback returns items to `answered`).
 
 Everything here is text: answers, reasons and corrections are stored as typed, never as markup;
 the front ends escape them when they show them.
@@ -22,7 +22,7 @@ import sqlite3
 import unicodedata
 from dataclasses import dataclass, field
 
-from assistant.store import MAX_QUESTION_CHARS, Store, now
+from assistant.store import MAX_QUESTION_CHARS, Store, StoreError, now
 
 ANONYMOUS = "anonymous"  # the asker of a CLI or API question without a user
 STATUSES = ("open", "answered", "dismissed", "trained")
@@ -177,6 +177,20 @@ def dismiss(store: Store, item_id, reason: str, by: str) -> Item:
     """Dismiss an open item with a reason (out of scope, a duplicate, not a question…)."""
     reason = bounded(reason, MAX_REASON_CHARS, "reason for dismissing")
     return _decide(store, item_id, "dismissed", by, reason=reason)
+
+
+def decide_alike(store: Store, decided: Item, others, by: str) -> tuple[list[Item], list[str]]:
+    """Answer or dismiss `others` (items asking what `decided` asks, in other words) as `decided`
+    was: its answer, or its reason. Each on its own: one another trainer decided meanwhile, or no
+    such item, is reported and the rest still go. Returns (the items decided, the refusals)."""
+    done, refused = [], []
+    for other in others:
+        try:
+            done.append(answer(store, other, decided.answer, by) if decided.status == "answered"
+                        else dismiss(store, other, decided.reason, by))
+        except (QueueError, StoreError) as exc:
+            refused.append(str(exc))
+    return done, refused
 
 
 def reopen(store: Store, item_id, by: str) -> Item:

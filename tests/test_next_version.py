@@ -12,7 +12,7 @@ import pytest
 from assistant import serving
 from assistant.data import load_qa_file
 from assistant.registry import Registry
-from assistant.training import config, gate, next_version, recipe
+from assistant.training import gate, next_version, recipe
 
 PAIRS = [{"question": "What colour is the Zorblat fruit?", "answer": "The Zorblat fruit is deep orange.",
           "item_ids": [7], "answered_by": "amina"},
@@ -85,16 +85,9 @@ def test_an_edited_question_replaces_its_row_and_the_lineage_says_who_added_what
 @pytest.fixture(scope="module")
 def trained_v1(tiny_base, tmp_path_factory):
     """A data directory where 'facts' v1 was trained by the tiny recipe (no replay: it stays quick)."""
-    from tiny import FACTS
+    from tiny import train_facts_v1
 
-    data_dir, source = tmp_path_factory.mktemp("v1"), tmp_path_factory.mktemp("facts") / "facts.jsonl"
-    rows = [{"question": q, "answer": a} for q, a in FACTS]
-    rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
-    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = config.preset("tiny", replay_per_step=0, swap_replay=0, epochs=2)
-    recipe.train(cfg, tiny_base, Registry(tiny_base.sha256, data_dir), load_qa_file(source), "facts",
-                 data_bytes=source.read_bytes())
-    return data_dir
+    return train_facts_v1(tiny_base, tmp_path_factory, epochs=2)
 
 
 def _v1(tiny_base, data_dir, trained_v1):

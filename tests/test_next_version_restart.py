@@ -10,19 +10,16 @@ training steps, a report card, a gate) that the kill cannot miss it.
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
-from tiny import FACTS, wait_for
+from tiny import train_facts_v1, wait_for
 
 from assistant import questions, serving
-from assistant.data import load_qa_file
 from assistant.fsutil import staging_owner
 from assistant.jobs import JobManager
 from assistant.registry import Registry
 from assistant.store import Store
-from assistant.training import config, recipe
 
 EPOCHS = 6  # one step an epoch on four rows: the kill after step 1 lands with five steps to go
 JOB_TIMEOUT_S = 400  # a whole run on a busy 2-core machine takes about a minute
@@ -33,14 +30,7 @@ ANSWERS = {"What colour is the Zorblat fruit?": "The Zorblat fruit is deep orang
 @pytest.fixture(scope="module")
 def trained_v1(tiny_base, tmp_path_factory):
     """'facts' v1 trained from a file by the tiny recipe (no replay: quick), serving."""
-    data_dir, source = tmp_path_factory.mktemp("v1"), tmp_path_factory.mktemp("facts") / "facts.jsonl"
-    rows = [{"question": q, "answer": a} for q, a in FACTS]
-    rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
-    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = config.preset("tiny", replay_per_step=0, swap_replay=0, epochs=EPOCHS)
-    recipe.train(cfg, tiny_base, Registry(tiny_base.sha256, data_dir), load_qa_file(source), "facts",
-                 data_bytes=source.read_bytes())
-    return data_dir
+    return train_facts_v1(tiny_base, tmp_path_factory, epochs=EPOCHS)
 
 
 @pytest.fixture()

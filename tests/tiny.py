@@ -93,3 +93,21 @@ def wait_for(condition, timeout: float, what: str, poll: float = 0.05):
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def train_facts_v1(tiny_base: Base, tmp_path_factory, epochs: int) -> Path:
+    """A data directory where 'facts' v1 (FACTS, plus a held-out paraphrase of the first) was
+    trained from a file by the tiny recipe, without replay so that it stays quick; it serves."""
+    import json
+
+    from assistant.data import load_qa_file
+    from assistant.training import config, recipe
+
+    data_dir, source = tmp_path_factory.mktemp("v1"), tmp_path_factory.mktemp("facts") / "facts.jsonl"
+    rows = [{"question": q, "answer": a} for q, a in FACTS]
+    rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = config.preset("tiny", replay_per_step=0, swap_replay=0, epochs=epochs)
+    recipe.train(cfg, tiny_base, Registry(tiny_base.sha256, data_dir), load_qa_file(source), "facts",
+                 data_bytes=source.read_bytes())
+    return data_dir

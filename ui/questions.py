@@ -146,15 +146,10 @@ def decide_item(store, action: str, item_id, text: str, by: str, together=()) ->
         return f"⚠️ {_safe(exc)}"
     if action == "reopen":
         return f"↩ Reopened: “{_safe(item.question)}”. Correct the answer and save it for the next version."
-    alike, refused = 0, []
-    for other in together or ():
-        try:
-            (questions.answer if action == "answer" else questions.dismiss)(store, other, text or "", by)
-            alike += 1
-        except (QueueError, StoreError) as exc:  # another trainer decided it meanwhile: say so, keep the rest
-            refused.append(_safe(exc))
+    done, refused = questions.decide_alike(store, item, list(together or ()), by)
+    alike = len(done)
     more = (f" So were {alike} similar question{'s' if alike != 1 else ''}." if alike else "") + (
-        " Not changed: " + "; ".join(refused) if refused else "")
+        " Not changed: " + "; ".join(_safe(r) for r in refused) if refused else "")
     if item.status == "answered":
         return f"✅ Answered: “{_safe(item.question)}” goes into {_safe(item.adapter)}'s next version.{more}"
     return f"Dismissed: “{_safe(item.question)}”.{more}"

@@ -73,15 +73,12 @@ def cmd_questions(args) -> int:
     except (QueueError, StoreError) as exc:
         return fail(str(exc), 1)
     print(f"item {item.id} {'reopened' if item.status == 'open' else item.status} by {item.decided_by}: {item.question}")
-    refused = 0
-    for other in [i for i in getattr(args, "also", "").replace(" ", "").split(",") if i]:
-        try:
-            alike = (questions.answer(store, other, item.answer, by) if args.action == "answer"
-                     else questions.dismiss(store, other, item.reason, by))
-            print(f"item {alike.id} {alike.status} alike: {alike.question}")
-        except (QueueError, StoreError) as exc:  # decided meanwhile, or no such item: the others still go
-            print(f"assistant: {exc}", file=sys.stderr)
-            refused += 1
+    also = [i for i in getattr(args, "also", "").replace(" ", "").split(",") if i]
+    alike, refused = questions.decide_alike(store, item, also, by)
+    for other in alike:
+        print(f"item {other.id} {other.status} alike: {other.question}")
+    for reason in refused:  # decided meanwhile, or no such item: the others still went
+        print(f"assistant: {reason}", file=sys.stderr)
     return 1 if refused else 0
 
 

@@ -5,8 +5,9 @@ Every report card asks the bare base its questions (the file's training and held
 every time for the same base, engine, prompt and settings: on the 270M base on 2 cores the 40 probes
 alone take about 40 s of every training. So they are kept in the base's cache directory, one file,
 each answer under a key of everything that decides it: the engine and its precision, the versions
-of the libraries that compute it, the exact prompt the engine is given, and the generation settings. A change to any of them asks again;
-scoring is never cached (a changed rule scores the kept answers anew).
+of the libraries that compute it, the exact prompt the engine is given, and the generation
+settings. A change to any of them asks again; scoring is never cached (a changed rule scores the
+kept answers anew).
 
 An unreadable or foreign file is ignored and rewritten; writes are atomic, and two trainings writing
 at once merge what they found (a lost entry is only asked again).
