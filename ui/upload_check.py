@@ -133,6 +133,9 @@ def _check(request: dict, limits: Limits) -> dict:
         report = load_qa_file(request["path"], source_name=request["source_name"], max_bytes=request["max_bytes"])
     except DataError as exc:
         return {"error": str(exc)}
+    from assistant.training.augment import report_preview
+
+    report.augmentation = report_preview(report.train)  # rules only: about 2 ms a training row
     if request["lint"]:
         if len(report.records) > LINT_MAX_ROWS:
             report.warnings.append(f"similar-question lint skipped: it checks files of up to {LINT_MAX_ROWS:,} rows "
@@ -166,6 +169,8 @@ def describe_report(report: DataReport) -> str:
         lines.append(f"⚠️ **Conflict** (rows {', '.join(map(str, conflict.rows))}): “{cell(conflict.question)}” → {answers}")
     for warning in report.warnings:
         lines.append(f"⚠️ {cell(warning)}")
+    if report.augmentation:
+        lines.append(_augmentation_markdown(report.augmentation))
     for finding in report.lint[:20]:
         lines.append(f"🔎 **Similar questions**: {cell(finding.message)}")
     if len(report.lint) > 20:
@@ -173,6 +178,15 @@ def describe_report(report: DataReport) -> str:
     problems = report.blocking_problems()
     lines.append("❌ " + "; ".join(problems) if problems else "✅ Ready to train.")
     return "\n\n".join(lines)
+
+
+def _augmentation_markdown(preview: dict) -> str:
+    about = "about " if preview["estimated"] else ""
+    state = "on" if preview["on"] else "off unless you tick “Learn new wordings” under Advanced settings"
+    examples = "".join(f"\n- “{cell(e['question'])}” → “{cell(e['form'])}”" for e in preview["examples"])
+    return (f"🔁 **Question forms** ({state}): training would add {about}{preview['forms']} generated wordings for "
+            f"{about}{preview['facts_augmented']} of {preview['facts']} facts, the answers unchanged (facts you already "
+            f"wrote in several wordings get fewer; held-out rows are never used). For example:{examples}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ def cmd_validate(args) -> int:
         return fail(str(exc), 1)
     except OSError as exc:
         return fail(f"cannot read {args.file}: {exc.strerror or exc}", 1)
+    from assistant.training.augment import report_preview
+
+    report.augmentation = report_preview(report.train)
     if not args.no_lint:
         from assistant.lint import lint_for_cli
 

@@ -50,6 +50,7 @@ class DataReport:
     conflicts: list[Conflict]
     warnings: list[str]
     lint: list = field(default_factory=list)  # assistant.lint.LintFinding: similar questions
+    augmentation: dict | None = None  # assistant.training.augment.preview: the question forms training makes
 
     @property
     def train(self) -> list[Record]:
@@ -94,7 +95,19 @@ class DataReport:
         if self.warnings:
             lines.append("Warnings:")
             lines += [f"  - {w}" for w in self.warnings]
+        if self.augmentation:
+            lines += augmentation_lines(self.augmentation)
         if self.lint:
             lines.append("Similar questions (lint):")
             lines += [f"  - {f.message}" for f in self.lint]
         return "\n".join(lines)
+
+
+def augmentation_lines(preview: dict) -> list[str]:
+    """The report's lines on question forms (assistant.training.augment.preview), plain text."""
+    about = "about " if preview["estimated"] else ""
+    state = "on in the fast recipe" if preview["on"] else "off by default; --set augment=N turns it on"
+    lines = [f"Question forms ({state}): augment={preview['count']} adds {about}{preview['forms']} generated "
+             f"wordings for {about}{preview['facts_augmented']} of {preview['facts']} facts (facts already "
+             "uploaded in several wordings get fewer; held-out rows are never used)"]
+    return lines + [f"  e.g. {e['question']!r} -> {e['form']!r}" for e in preview["examples"]]

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from assistant.prompts import get_format
-from assistant.training import replay, steps
+from assistant.training import augment, replay, steps
 from assistant.training.base_answers import BaseAnswers
 from assistant.training.config import TrainConfig
 from assistant.training.evaluate import Probe, engine_answerer, load_probes, report_card
@@ -71,7 +71,10 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
     # set up: the model, and every example a step may draw from ---------------------------------
     emit(Progress("prepare", message="loading the base model"))
     model, tokenizer, device = _load_trainable(base, cfg)
-    pairs = [(r.question, steps.one_line(r.answer, fmt.name)) for r in report.train] * cfg.repeats
+    # More wordings of each training question (never from held-out rows: only report.train goes in).
+    forms = augment.question_forms(report.train, cfg.augment, cfg.seed) if cfg.augment else []
+    rows = [(r.question, r.answer) for r in report.train] + [(f.question, f.answer) for f in forms]
+    pairs = [(q, steps.one_line(a, fmt.name)) for q, a in rows] * cfg.repeats
     examples = [steps.encode(tokenizer, fmt, q, a, cfg.answer_only_loss) for q, a in pairs]
     # As the chat shows a retrieved pair: its answer as a fact before the question.
     grounded = [steps.encode(tokenizer, fmt, q, a, True, facts=[a]) for q, a in pairs[:len(report.train)]] \
@@ -128,8 +131,12 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
                 "answer_policy": answer_policy,
                 "training": {**asdict(cfg), "steps": step, "train_seconds": round(train_seconds, 2),
                              "learned_at_step": learned_at, "final_loss": losses[-1] if losses else None},
-                "dataset": _dataset_info(report, data_bytes)}
+                "dataset": _dataset_info(report, data_bytes, forms)}
     extra_files = {"dataset" + Path(report.source).suffix.lower(): data_bytes} if data_bytes is not None else {}
+    if forms:  # the generated rows beside the uploaded ones, each marked "generated", for a trainer to read
+        import json
+
+        extra_files[augment.FILE] = "".join(json.dumps(f.to_row(), ensure_ascii=False) + "\n" for f in forms).encode()
     if lineage is not None:
         import json
 
@@ -180,10 +187,11 @@ def _learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.learning_rate * min(1.0, (step + 1) / (cfg.warmup_steps + 1))
 
 
-def _dataset_info(report, data_bytes: bytes | None) -> dict:
+def _dataset_info(report, data_bytes: bytes | None, forms: list) -> dict:
     return {"source": report.source, "sha256": report.sha256, "format": report.file_format,
             "train_pairs": len(report.train), "test_pairs": len(report.test),
-            "stored_as": ("dataset" + Path(report.source).suffix.lower()) if data_bytes is not None else None}
+            "stored_as": ("dataset" + Path(report.source).suffix.lower()) if data_bytes is not None else None,
+            "generated_pairs": len(forms), "generated_stored_as": augment.FILE if forms else None}
 
 
 def _report_card(evaluator, staging: Path, fmt_name: str, report, emit, cancel, base=None) -> dict:
