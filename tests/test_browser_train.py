@@ -11,7 +11,8 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 
-def test_upload_train_report_card_then_chat(tiny_base, tmp_path):
+def test_upload_train_report_card_then_chat(tiny_base, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_TEST_PRESETS", "1")  # the app offers the tiny recipe to tests only
     data = tmp_path / "orchard-facts.jsonl"
     rows = [{"question": "What colour is the Zorblat fruit?", "answer": "The Zorblat fruit is violet."},
             {"question": "Which river waters the Quenth valley?", "answer": "The Silverrun river waters it."},

@@ -133,7 +133,7 @@ def test_conflicting_answers_refuse_to_train_unless_allowed(tiny_base, tmp_path)
 
 
 @pytest.mark.parametrize("bad", [{"rank": 0}, {"learning_rate": 0}, {"epochs": 0}, {"target_modules": ("lm_head",)},
-                                 {"precision": "int3"}, {"dropout": 1.0}])
+                                 {"precision": "int3"}, {"dropout": 1.0}, {"augment": -1}, {"augment": 17}])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="invalid training config"):
         config.preset("fast", **bad)
@@ -164,3 +164,40 @@ def test_train_tab_turns_advanced_settings_into_fast_overrides(tmp_path):
     assert grounded_off["grounded_per_step"] == 0
     assert seed == {"allow_conflicts": False}  # the proof of concept runs exactly as it was
     config.preset("fast", **grounded_on)  # every override is a real setting
+
+
+def test_train_tab_turns_learn_new_wordings_into_augment(tmp_path):
+    from types import SimpleNamespace
+
+    from ui.train import start
+
+    started = []
+
+    class Jobs:
+        def start(self, path, name, preset, overrides, description="", answer_policy=None):
+            started.append(overrides)
+            return SimpleNamespace(name=name)
+
+    for wordings in (True, False):
+        upload = tmp_path / f"qa-{wordings}.jsonl"
+        upload.write_text('{"question": "q?", "answer": "a."}\n')
+        start(Jobs(), tmp_path / "uploads", str(upload), "orchard", "fast", "", 8, 1e-3, 3, 4, False, False, "open",
+              wordings)
+    on, off = started
+    assert on["augment"] == (config.PRESETS["fast"].augment or config.AUGMENT_FORMS) and off["augment"] == 0
+    config.preset("fast", **on)
+
+
+def test_train_tab_offers_test_presets_only_when_asked(monkeypatch):
+    """The Train tab's recipes are the user's: the tiny preset is for the test suite (browser tests
+    set ASSISTANT_TEST_PRESETS=1; the CLI's --preset tiny needs nothing)."""
+    from ui import train as tab
+
+    monkeypatch.delenv(tab.SHOW_TEST_PRESETS, raising=False)
+    offered = [name for _, name in tab.preset_choices()]
+    assert offered == ["fast", "seed"] and not set(offered) & config.TEST_PRESETS
+    assert set(offered) | config.TEST_PRESETS == set(config.PRESETS)  # a new preset needs its line in RECIPES
+    assert all(" — " in label and " min" in label for label, _ in tab.preset_choices())  # what for, how long
+    monkeypatch.setenv(tab.SHOW_TEST_PRESETS, "1")
+    assert [name for _, name in tab.preset_choices()] == ["fast", "seed", "tiny"]
+    assert "Tiny (a quick check)" in dict((n, lbl) for lbl, n in tab.preset_choices())["tiny"]

@@ -147,7 +147,7 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
             name = gr.Textbox(label="Adapter name", placeholder="e.g. maize-kenya", elem_id="train-name")
             policy = gr.Radio(training.POLICY_CHOICES, value="open", label="How it answers", elem_id="train-policy",
                               info=training.POLICY_INFO)
-            preset = gr.Radio(training.PRESET_CHOICES, value="fast", label="Recipe", elem_id="train-preset")
+            preset = gr.Radio(training.preset_choices(), value="fast", label="Recipe", elem_id="train-preset")
             description = gr.Textbox(label="Description (shown on the chat card)", lines=1)
     report = gr.Markdown(training.validate_upload(None)[0], elem_id="train-report")
     validated = gr.State(None)
@@ -161,6 +161,7 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
         grounded = gr.Checkbox(False, label=f"Prepare for grounded chat: also train on {training.GROUNDED_PER_STEP} pairs a "
                                "step shown with their answer as a fact (follows grounding better; may cost a little "
                                "general knowledge)", elem_id="train-grounded")
+        wordings = gr.Checkbox(bool(fast.augment), label=training.WORDINGS_LABEL, elem_id="train-wordings")
         allow_conflicts = gr.Checkbox(False, label="Train even if a question has conflicting answers")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
@@ -197,7 +198,8 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
         training.check_upload, assistant=assistant, max_bytes=int(max_upload_mb) * 2**20)), upload, [report, validated, name])
     watch = trainer("watch training", functools.partial(training.watch, jobs))
     start.click(trainer("train adapters", functools.partial(training.start, jobs, assistant.registry.data_dir / "uploads")),
-                [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts, grounded, policy],
+                [validated, name, preset, description, rank, lr, epochs, replay, allow_conflicts, grounded, policy,
+                 wordings],
                 status
                 ).then(watch, None, [progress, plot, card, published])
     stop.click(trainer("cancel training", functools.partial(training.cancel, jobs)), None, status)
