@@ -217,7 +217,11 @@ class Answer:
         # closing(): a stop ends the engine's decode now, not when the garbage collector gets to it
         if self._cancelled.is_set():
             return
-        self._tokens = iter(engine.generate_ids(self._prompt_ids, self._adapter, self.settings))
+        # A checked answer mostly restates its pair: the engine may verify the pair's words several
+        # tokens at a time (assistant.engines.drafting) instead of decoding them one by one.
+        draft = {"draft": self.coverage.pair.answer} if self.coverage.pair is not None and getattr(
+            engine, "accepts_draft", False) else {}
+        self._tokens = iter(engine.generate_ids(self._prompt_ids, self._adapter, self.settings, **draft))
         if self._cancelled.is_set():  # cancelled while the stream was being made: it must not wait for a slot
             self.cancel()
         with closing(self._tokens) as tokens:

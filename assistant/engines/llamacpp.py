@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.engines import EngineError, GenerationSettings, llama_private, openmp
+from assistant.engines import EngineError, GenerationSettings, drafting, llama_private, openmp
 from assistant.engines.handoff import threaded_stream
 from assistant.engines.threads import ThreadChooser
 from assistant.prompts import get_format
@@ -93,17 +93,26 @@ class _Slot:
             self.ctx.set_n_threads(n, n)
             self.threads = n
 
-    def evaluate(self, tokens: list[int]) -> None:
-        """Feed `tokens` after what the cache holds; the last one's logits are then readable."""
+    def evaluate(self, tokens: list[int], every_logit: bool = False) -> None:
+        """Feed `tokens` after what the cache holds; the last one's logits are then readable (with
+        `every_logit`, each token's, by its index in `tokens`: `tokens` must then fit one batch)."""
+        if every_logit and len(tokens) > self.n_batch:
+            raise ValueError(f"{len(tokens)} tokens do not fit one batch of {self.n_batch}")
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start:start + self.n_batch]
-            self.batch.set_batch(chunk, n_past=len(self.tokens), logits_all=False)
+            self.batch.set_batch(chunk, n_past=len(self.tokens), logits_all=every_logit)
             try:
                 self.ctx.decode(self.batch)
             except RuntimeError as exc:
                 self.forget()
                 raise EngineError(f"llama.cpp could not evaluate the prompt: {exc}") from exc
             self.tokens += chunk
+
+    def drop_after(self, n: int) -> None:
+        """Forget every cached token after the first `n` (draft tokens the model did not confirm)."""
+        if n < len(self.tokens):
+            self.ctx.kv_cache_seq_rm(0, n, -1)
+            del self.tokens[n:]
 
     def prepare(self, prompt: list[int]) -> None:
         """Evaluate the whole of `prompt` afresh.
@@ -250,29 +259,34 @@ class LlamaCppEngine:
     def n_ctx(self) -> int:
         return self._slots[0].n_ctx()
 
-    def generate_ids(self, prompt_ids: list[int], adapter, settings: GenerationSettings) -> Iterator[int]:
+    accepts_draft = True  # generate_ids takes `draft` (assistant.engines.drafting)
+
+    def generate_ids(self, prompt_ids: list[int], adapter, settings: GenerationSettings, draft: str = "") -> Iterator[int]:
+        """The answer's token ids. `draft`: a text the answer is likely to copy (the pair a checked
+        answer is grounded on); a greedy decode then checks several of its tokens per step."""
         tokens = list(prompt_ids)
         if not tokens:
             raise EngineError("an empty prompt has nothing to continue")
         if len(tokens) + settings.max_tokens > self.n_ctx():
             raise EngineError(f"the conversation is too long ({len(tokens)} tokens); clear the chat and ask again")
-        return self._stream(tokens, adapter, settings)
+        drafted = self.llm.tokenize(draft.encode("utf-8"), add_bos=False, special=False) if draft.strip() else []
+        return self._stream(tokens, adapter, settings, drafted if settings.temperature <= 0 else [])
 
-    def _stream(self, tokens: list[int], adapter, settings: GenerationSettings) -> Iterator[int]:
+    def _stream(self, tokens: list[int], adapter, settings: GenerationSettings, draft: list[int]) -> Iterator[int]:
         def produce(emit, cancelled: threading.Event) -> None:
             try:
                 slot = self._acquire(cancelled)
             except Cancelled:
                 return
             try:
-                self._decode(slot, tokens, adapter, settings, emit, cancelled)
+                self._decode(slot, tokens, adapter, settings, emit, cancelled, draft)
             finally:
                 self._release(slot)
 
         return threaded_stream(produce, on_leave=self._cancel, wrap_error=_engine_error)
 
     def _decode(self, slot: _Slot, tokens: list[int], adapter, settings: GenerationSettings, emit,
-                cancelled: threading.Event) -> None:
+                cancelled: threading.Event, draft: list[int]) -> None:
         with self._cond:
             handle = self._load_locked(adapter.key, adapter.gguf_path) if adapter is not None else None
             if slot.set_adapter(adapter.key if adapter is not None else None, handle):
@@ -280,22 +294,37 @@ class LlamaCppEngine:
         slot.set_threads(self._chooser.choose(self._threads_now(), 0))  # the faster count lately
         slot.prepare(tokens)
         sampler = _sampler(settings)
+        generated: list[int] = []
         try:
-            for count in range(1, settings.max_tokens + 1):
-                if cancelled.is_set() or self._closing.is_set():
-                    return
-                token = sampler.sample(slot.ctx, -1)
+            token = sampler.sample(slot.ctx, -1)
+            while not (cancelled.is_set() or self._closing.is_set()):
                 sampler.accept(token)
                 emit(token)
-                if count == settings.max_tokens:
+                generated.append(token)
+                if len(generated) == settings.max_tokens:
                     break
-                threads = self._chooser.choose(self._threads_now(), count)
+                threads = self._chooser.choose(self._threads_now(), len(generated))
                 switched = threads != slot.threads
                 slot.set_threads(threads)
-                started = time.perf_counter()
-                slot.evaluate([token])
-                if not switched:  # a token right after a switch pays for the switch: not a fair sample
-                    self._chooser.record(threads, time.perf_counter() - started)
+                # only greedy decodes get a draft (see generate_ids); room is kept for the token after it
+                proposal = drafting.propose(generated, draft, min(drafting.MOST_PROPOSED,
+                                                                  settings.max_tokens - len(generated) - 1))
+                if not proposal:
+                    started = time.perf_counter()
+                    slot.evaluate([token])
+                    if not switched:  # a token right after a switch pays for the switch: not a fair sample
+                        self._chooser.record(threads, time.perf_counter() - started)
+                    token = sampler.sample(slot.ctx, -1)
+                    continue
+                slot.evaluate([token, *proposal], every_logit=True)
+                predictions = [sampler.sample(slot.ctx, i) for i in range(len(proposal) + 1)]
+                kept = drafting.accepted(proposal, predictions)
+                slot.drop_after(len(slot.tokens) - (len(proposal) - kept))
+                for confirmed in proposal[:kept]:
+                    sampler.accept(confirmed)
+                    emit(confirmed)
+                    generated.append(confirmed)
+                token = predictions[kept]  # the model's own choice after the last confirmed token
         finally:
             sampler.close()
 

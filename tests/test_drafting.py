@@ -1,0 +1,124 @@
+"""Drafting a greedy decode from the pair's words: which tokens are proposed, and that a drafted
+decode gives the model's own answer in fewer steps (tiny Gemma 3, llama.cpp engine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.answer import Answer
+from assistant.engines import GenerationSettings
+from assistant.engines.drafting import MOST_PROPOSED, accepted, propose
+from assistant.grounding.plan import Plan
+
+DRAFT = [10, 11, 12, 13, 14, 15, 11, 12, 16]
+
+
+@pytest.mark.parametrize("generated, most, expected", [
+    ([], 4, [10, 11, 12, 13]),  # nothing said yet: the draft's opening
+    ([10, 11], 3, [12, 13, 14]),  # following the draft from its first word
+    ([7, 11, 12], 10, [16]),  # a 2-gram matches twice: the latest occurrence leads
+    ([7, 13, 14], 2, [15, 11]),  # a 2-gram match in the middle
+    ([7, 8, 11], 10, []),  # one matching token is not enough
+    ([7, 15, 11, 12, 16], 10, []),  # the match ends the draft: nothing follows it
+    ([1, 2, 3], 10, []),  # nothing matches
+    ([10], 0, []),  # no room left under the token limit
+])
+def test_what_is_proposed(generated, most, expected):
+    assert propose(generated, DRAFT, most) == expected
+
+
+def test_no_draft_proposes_nothing():
+    assert propose([1, 2], [], 5) == []
+    assert len(propose([], list(range(100)))) == MOST_PROPOSED
+
+
+@pytest.mark.parametrize("proposal, predictions, kept", [
+    ([5, 6, 7], [5, 6, 7, 8], 3),
+    ([5, 6, 7], [5, 9, 7, 8], 1),
+    ([5, 6, 7], [4, 6, 7, 8], 0),
+    ([], [4], 0),
+])
+def test_how_many_are_kept(proposal, predictions, kept):
+    assert accepted(proposal, predictions) == kept
+
+
+def _decode(engine, prompt, adapter, settings, draft=""):
+    from assistant.engines import llamacpp
+
+    steps = []
+    evaluate = llamacpp._Slot.evaluate
+
+    def counted(slot, tokens, every_logit=False):
+        steps.append(len(tokens))
+        return evaluate(slot, tokens, every_logit)
+
+    llamacpp._Slot.evaluate = counted
+    try:
+        return list(engine.generate_ids(engine.tokenize(prompt), adapter, settings, draft=draft)), steps[1:]
+    finally:
+        llamacpp._Slot.evaluate = evaluate
+
+
+@pytest.mark.parametrize("adapter_name", [None, "alpha"])
+def test_a_draft_of_the_answer_gives_the_same_answer_in_fewer_steps(tiny_llamacpp, tiny_registry, adapter_name):
+    engine, settings = tiny_llamacpp, GenerationSettings(max_tokens=24)
+    adapter = tiny_registry.get(adapter_name) if adapter_name else None
+    prompt = "Question: What is the capital of France?\nAnswer:"
+    plain, plain_steps = _decode(engine, prompt, adapter, settings)
+    drafted, drafted_steps = _decode(engine, prompt, adapter, settings, draft=engine.detokenize(plain))
+    assert len(plain) == settings.max_tokens and len(plain_steps) == settings.max_tokens - 1
+    assert drafted == plain
+    assert len(drafted_steps) <= len(plain_steps) // 2, drafted_steps  # most of the draft is confirmed in batches
+    assert max(drafted_steps) > 1
+
+
+def test_a_wrong_draft_still_gives_the_models_own_tokens_within_the_limit(tiny_llamacpp):
+    engine, settings = tiny_llamacpp, GenerationSettings(max_tokens=12)
+    prompt = "Hello there, farmer"
+    plain, _ = _decode(engine, prompt, None, settings)
+    drafted, _ = _decode(engine, prompt, None, settings, draft="Crystalburg is the capital of Xylandia " * 4)
+    assert drafted == plain
+
+
+def test_sampled_decodes_get_no_draft(tiny_llamacpp):
+    settings = GenerationSettings(max_tokens=12, temperature=0.8, seed=3)
+    prompt = "Soil pH 6.5 means"
+    plain, _ = _decode(tiny_llamacpp, prompt, None, settings)
+    drafted, steps = _decode(tiny_llamacpp, prompt, None, settings, draft=tiny_llamacpp.detokenize(plain))
+    assert drafted == plain and set(steps) == {1}
+
+
+class _Recording:
+    """An engine that records what it was given (the answer service's side of the draft)."""
+
+    accepts_draft = True
+    prompt_format = None
+
+    def __init__(self):
+        self.drafts = []
+
+    def tokenize(self, text):
+        return [1, 2, 3]
+
+    def detokenize(self, ids):
+        return "Crystalburg."[:len(ids)]
+
+    def generate_ids(self, prompt_ids, adapter, settings, draft=""):
+        self.drafts.append(draft)
+        yield from (5, 6)
+
+
+def test_only_a_checked_answer_passes_its_pair_as_the_draft():
+    from assistant.grounding.index import Match
+    from assistant.trust import Coverage
+
+    engine = _Recording()
+    pair = Match(adapter="x", version=1, question="Capital of Xylandia?", answer="Crystalburg.", similarity=0.9)
+    plan = Plan(adapter=None, messages=[{"role": "user", "content": "Capital of Xylandia?"}])
+    settings = GenerationSettings(max_tokens=4)
+    from assistant.prompts import get_format
+
+    engine.prompt_format = get_format("qa")
+    Answer.start(engine, plan, None, settings, coverage=Coverage(pair=pair)).read()
+    Answer.start(engine, plan, None, settings).read()
+    assert engine.drafts == ["Crystalburg.", ""]
