@@ -1,0 +1,117 @@
+"""Augmentation benchmark: the same agriculture facts trained with and without generated question forms.
+
+A subset keeps a comparison within minutes on 2 cores: training rows that have a held-out
+paraphrase in datasets/agriculture (the first 26 of 52 such facts by default, each asked once for
+training), and those paraphrases as the held-out set. Each run is the `fast` recipe with the shipped agriculture overrides
+(scripts/build_adapters.py) and a different `augment`/`epochs`, trained into a temporary data
+directory and scored by the llama.cpp engine users chat with: recall, held-out recall, retention.
+One process, one base, runs in the order given; timings say how busy the machine was.
+
+  .venv/bin/python benchmarks/augment.py --runs 0:8,4:2,4:8   (augment:epochs, one run each)
+Writes benchmarks/results/augment.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from assistant.base import resolve_base  # noqa: E402
+from assistant.data import read_qa_bytes  # noqa: E402
+from assistant.engines.llamacpp import LlamaCppEngine  # noqa: E402
+from assistant.registry import Registry  # noqa: E402
+from assistant.training.config import preset  # noqa: E402
+from assistant.training.recipe import train  # noqa: E402
+from benchmarks.common import cpu_snapshot, others_cpu_share  # noqa: E402
+
+DATA = ROOT / "datasets" / "agriculture" / "agriculture.jsonl"
+SHIPPED_OVERRIDES = {"replay_per_step": 24, "swaps_per_step": 8, "max_batch_tokens": 3072}  # as build_adapters
+
+
+def subset(limit: int) -> bytes:
+    """The training rows with a held-out paraphrase, and those paraphrases, as a JSONL file."""
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tested = [r for r in rows if r.get("split") == "test" and r.get("paraphrase_of")]
+    asked = list(dict.fromkeys(r["paraphrase_of"] for r in tested))[:limit]
+    keep = [r for r in rows if r.get("split") != "test" and r["question"] in asked]
+    keep += [r for r in tested if r["paraphrase_of"] in asked]
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep).encode()
+
+
+def share_swap_answers() -> None:
+    """The bare base's answers to the place-swapped questions depend on the training questions and
+    the seed only, the same in every run here: asked once (minutes on a busy machine), then reused."""
+    from assistant.training import replay
+
+    asked, real = {}, replay.swap_answers
+
+    def swap_answers(questions, cfg, answer, cancel):
+        key = (tuple(questions), cfg.swap_replay, cfg.seed)
+        if key not in asked:
+            asked[key] = real(questions, cfg, answer, cancel)
+        return asked[key]
+
+    replay.swap_answers = swap_answers
+
+
+def run(augment: int, epochs: int, data: bytes, base, engine, data_dir: Path) -> dict:
+    report = read_qa_bytes(data, "agriculture-subset.jsonl")
+    registry = Registry(base.sha256, data_dir)
+    started, before = time.monotonic(), cpu_snapshot()
+    cfg = preset("fast", augment=augment, epochs=epochs, **SHIPPED_OVERRIDES)
+    result = train(cfg, base, registry, report, f"aug{augment}-e{epochs}", evaluator=engine, data_bytes=data,
+                   on_progress=lambda p: print(f"  [{p.phase}] {p.message}", flush=True)
+                   if p.phase != "train" or p.step % 5 == 0 else None)
+    after = result.report_card.get("after", {})
+    manifest = result.adapter.manifest
+    return {"augment": augment, "epochs": epochs, "train_pairs": len(report.train), "heldout": len(report.test),
+            "generated": manifest["dataset"].get("generated_pairs", 0), "steps": result.steps,
+            "learned_at_step": result.learned_at_step, "train_seconds": round(result.train_seconds, 1),
+            "total_seconds": round(time.monotonic() - started, 1), "recall": after.get("recall"),
+            "heldout_recall": after.get("heldout_recall"), "retention": after.get("retention"),
+            "others_cpu_share": others_cpu_share(before, cpu_snapshot()),
+            "misses": [m["question"] for m in result.report_card.get("misses", [])]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="0:8,4:8", help="augment:epochs pairs, comma-separated")
+    parser.add_argument("--facts", type=int, default=26, help="how many held-out facts to train and score")
+    args = parser.parse_args()
+    data = subset(args.facts)
+    share_swap_answers()
+    base = resolve_base()
+    base.ensure_hf_dir()
+    engine = LlamaCppEngine(base.gguf_path, prompt_format=base.prompt_format)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in args.runs.split(","):
+            augment, epochs = (int(x) for x in spec.split(":"))
+            print(f"training with augment={augment}, epochs={epochs}…", flush=True)
+            rows.append(run(augment, epochs, data, base, engine, Path(tmp)))
+            print(json.dumps(rows[-1]), flush=True)
+            # written after every run: a later run cut short still leaves the earlier ones
+            (out / "augment.json").write_text(json.dumps({"runs": rows}, indent=2))
+    print(f"\n{'augment':>7} {'epochs':>6} {'forms':>5} {'steps':>5} {'train s':>8} {'recall':>7} {'held-out':>9}"
+          f" {'retention':>10} {'machine busy':>13}")
+    for r in rows:
+        print(f"{r['augment']:>7} {r['epochs']:>6} {r['generated']:>5} {r['steps']:>5} {r['train_seconds']:>8} "
+              f"{_pct(r['recall']):>7} {_pct(r['heldout_recall']):>9} {_pct(r['retention']):>10}"
+              f" {_pct(r['others_cpu_share']):>13}")
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+if __name__ == "__main__":
+    main()
