@@ -2,6 +2,7 @@
 # Expensive things are cached outside the checkout, so fresh clones on this machine reuse them:
 #   $(CACHE)/wheels    the compiled llama-cpp-python wheel (no binary wheel exists; ~6 min to build)
 #   $(CACHE)/base, hf  the assembled embedded GGUF and its converted HF copy (~2 min to convert)
+#   $(CACHE)/bin       llama.cpp's llama-server, built by `make llama-server` from the same sources
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -15,7 +16,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast bench lint adapters browser clean
+.PHONY: setup run test test-fast bench lint adapters browser clean llama-server
 
 setup: $(STAMP) $(BASE_STAMP)
 
@@ -57,6 +58,11 @@ bench: setup
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/upload_isolation.py
+
+# Not a prerequisite of setup or test: only `--engine llama-server` and tests/test_llama_server.py
+# need it (those tests skip, saying so, until it is built).
+llama-server:
+	PIP=$(BIN)/pip scripts/build_llama_server.sh $(CACHE)
 
 adapters: setup
 	$(BIN)/python scripts/build_adapters.py
