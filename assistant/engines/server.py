@@ -1,0 +1,185 @@
+"""An engine that sends generation to a llama-server over HTTP, through the same token-level calls.
+
+The prompt travels as token ids (`/completion` takes a list of ids for `prompt`) and the answer
+comes back as a stream of token ids (each streamed chunk carries the one token it was made from),
+so the answer service renders, stops and labels exactly as with the in-process engine. The adapter
+is chosen per request by its lora id (`"lora": [{"id": N, "scale": 1.0}]`); a request that names no
+adapter sends every adapter at scale 0, which is the bare base.
+
+Closing the token iterator closes the HTTP stream, and llama-server cancels a task whose client has
+gone, so a slot is never held by a reader that left. If the server dies mid-answer and comes back
+(assistant.engines.llama_server restarts it), the request is sent again as prompt + the tokens
+already given, for what remains: the reader sees one uninterrupted answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import closing
+
+import httpx
+
+from assistant.engines import EngineError, GenerationSettings
+from assistant.prompts import get_format
+
+RESUMES = 3  # times one request is sent again after the server died under it
+# After a connection fails, give the manager's watchdog time to see the death (it looks every
+# 0.25 s); wait_ready() then waits out the restart instead of failing at once.
+RETRY_PAUSE_S = 0.6
+# Reads wait for the next token, which on a loaded 2-core machine behind a long prompt can take long.
+TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=30.0)
+# The in-process engine's chain (engines.llama_private.new_sampler): top-k, top-p, temperature, draw.
+SAMPLERS = ["top_k", "top_p", "temperature"]
+
+
+class FixedServer:
+    """A server someone else runs: its URL and the lora ids its adapters were started with."""
+
+    def __init__(self, url: str, lora_ids: dict[str, int] | None = None):
+        self.url, self.lora_ids = url.rstrip("/"), dict(lora_ids or {})
+
+    def wait_ready(self, timeout: float | None = None) -> str:
+        return self.url
+
+
+class ServerEngine:
+    name = "server"
+
+    def __init__(self, server, prompt_format: str = "qa", cache_prompt: bool = True):
+        """`server`: a LlamaServer (app-owned, restarted if it dies) or a FixedServer."""
+        self.server = server
+        self.prompt_format = get_format(prompt_format)
+        # cache_prompt lets a slot reuse the KV of a shared prompt prefix (a follow-up in one chat).
+        # Rounding then differs from evaluating the whole prompt afresh, as the in-process engine
+        # does (see engines.llamacpp._Slot.prepare), so a greedy answer may drift: pass False for
+        # answers identical to the in-process engine's.
+        self.cache_prompt = cache_prompt
+        self._client = httpx.Client(timeout=TIMEOUT)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # plumbing -------------------------------------------------------------------------------------
+    def _url(self) -> str:
+        return self.server.wait_ready()
+
+    def _post(self, path: str, body: dict) -> dict:
+        for attempt in range(RESUMES + 1):
+            try:
+                response = self._client.post(self._url() + path, json=body)
+                break
+            except httpx.TransportError as exc:
+                if attempt == RESUMES:
+                    raise EngineError(f"llama-server at {self.server.url} is unreachable: {exc}") from exc
+                time.sleep(RETRY_PAUSE_S)
+        if response.status_code != 200:
+            raise EngineError(f"llama-server refused {path} ({response.status_code}): {_message(response.text)}")
+        return response.json()
+
+    # the engine interface ---------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        # add_special: the BOS the in-process engine adds too; parse_special: "<start_of_turn>" is one token
+        return self._post("/tokenize", {"content": text, "add_special": True, "parse_special": True})["tokens"]
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self._post("/detokenize", {"tokens": list(ids)})["content"] if ids else ""
+
+    def load_adapter(self, adapter) -> None:
+        self._lora(adapter)  # only checks: llama-server loads its adapters when it starts
+
+    def unload_adapter(self, key: str) -> None:
+        pass  # nothing to free: requests simply stop naming it; the next restart leaves it out
+
+    def _lora(self, adapter) -> list[dict]:
+        if adapter is None:
+            # Every adapter at scale 0, said explicitly: at this llama.cpp version a request with no
+            # "lora" gets the adapters' start-up scales (1.0 each, all at once), even with
+            # --lora-init-without-apply; a non-empty list sets every adapter it leaves out to 0.
+            return [{"id": lora_id, "scale": 0.0} for lora_id in sorted(self.server.lora_ids.values())]
+        lora_id = self.server.lora_ids.get(adapter.key)
+        if lora_id is None:
+            raise EngineError(f"llama-server was started without adapter {adapter.key}; it loads adapters only "
+                              "when it starts, so restart it to serve this one")
+        return [{"id": lora_id, "scale": 1.0}]
+
+    def generate_ids(self, prompt_ids: list[int], adapter, settings: GenerationSettings) -> Iterator[int]:
+        if not prompt_ids:
+            raise EngineError("an empty prompt has nothing to continue")
+        lora = self._lora(adapter)  # an unknown adapter fails now, not at the first token
+        return self._stream(list(prompt_ids), lora, settings)
+
+    def _stream(self, prompt: list[int], lora: list[dict], settings: GenerationSettings) -> Iterator[int]:
+        given: list[int] = []
+        for attempt in range(RESUMES + 1):
+            body = self._body(prompt + given, lora, settings, settings.max_tokens - len(given))
+            try:
+                # closing(): a reader that closes this generator closes the HTTP stream at once,
+                # and llama-server then cancels the task and frees its slot.
+                with closing(self._request(body)) as tokens:
+                    for token in tokens:
+                        given.append(token)
+                        yield token
+                return
+            except (httpx.TransportError, _Truncated) as exc:  # the server died (or was killed) under us
+                if attempt == RESUMES:
+                    raise EngineError(f"llama-server stopped answering: {exc}") from exc
+                if len(given) >= settings.max_tokens:
+                    return
+                time.sleep(RETRY_PAUSE_S)
+
+    def _body(self, prompt: list[int], lora: list[dict], settings: GenerationSettings, n_predict: int) -> dict:
+        greedy = settings.temperature <= 0
+        return {"prompt": prompt, "stream": True, "return_tokens": True, "n_predict": n_predict,
+                "temperature": 0.0 if greedy else settings.temperature, "top_k": settings.top_k,
+                "top_p": settings.top_p, "min_p": 0.0, "seed": settings.seed, "samplers": SAMPLERS,
+                "cache_prompt": self.cache_prompt, "lora": lora}
+
+    def _request(self, body: dict) -> Iterator[int]:
+        url = self._url()
+        with self._client.stream("POST", url + "/completion", json=body) as response:
+            if response.status_code != 200:
+                raise EngineError(f"llama-server refused the request ({response.status_code}): "
+                                  f"{_message(response.read().decode(errors='replace'))}")
+            seen = 0
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue  # blank separators, pings
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    raise EngineError(f"llama-server failed: {_message(json.dumps(chunk))}")
+                tokens = chunk.get("tokens") or []
+                predicted = chunk.get("tokens_predicted", seen + len(tokens))
+                if predicted > seen + len(tokens):
+                    # llama-server holds back a token that ends inside a UTF-8 character and sends
+                    # only the one that completes it; its id is lost, so the answer would be wrong.
+                    missing = self._recover(chunk, predicted - seen - len(tokens))
+                    tokens = missing + tokens
+                for token in tokens:
+                    seen += 1
+                    yield token
+                if chunk.get("stop"):
+                    return
+        raise _Truncated("the stream ended before its last chunk")
+
+    def _recover(self, chunk: dict, count: int) -> list[int]:
+        """The ids of `count` held-back byte tokens before the chunk's token, if its text gives them."""
+        text = chunk.get("content", "")
+        ids = self._post("/tokenize", {"content": text, "add_special": False, "parse_special": False})["tokens"]
+        if len(ids) == count + 1 and ids[-1:] == chunk.get("tokens", [])[-1:]:
+            return ids[:-1]
+        raise EngineError(f"llama-server's stream lost {count} token(s) inside a character ({text!r})")
+
+
+class _Truncated(Exception):
+    """The stream ended without its final chunk: the server went away mid-answer."""
+
+
+def _message(text: str) -> str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:300]
+    error = data.get("error", data) if isinstance(data, dict) else data
+    return str(error.get("message", error) if isinstance(error, dict) else error)[:300]

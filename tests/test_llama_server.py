@@ -1,0 +1,153 @@
+"""The real llama-server binary, managed by the app, against the in-process llama.cpp engine.
+
+Uses the tiny random Gemma 3 and its two random adapters (conftest), so each test takes seconds.
+Skipped, saying so, only where `make llama-server` has not been run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from assistant.engines import EngineError, GenerationSettings
+from assistant.engines.llama_server import LlamaServer, ServerError, default_binary
+from assistant.registry import Registry
+
+needs_binary = pytest.mark.skipif(not default_binary().is_file(),
+                                  reason=f"llama-server is not built ({default_binary()}): run `make llama-server`")
+GREEDY = GenerationSettings(max_tokens=24)
+PROMPT = "Question: What is the capital of Xylandia?\nAnswer:"
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_base, tiny_adapters):
+    return Registry(tiny_base.sha256, tiny_adapters).list()  # alpha, beta
+
+
+@pytest.fixture(scope="module")
+def server(tiny_base, adapters):
+    with LlamaServer(tiny_base.gguf_path, adapters, parallel=2, n_ctx=512, threads=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def engine(server):
+    from assistant.engines.server import ServerEngine
+
+    engine = ServerEngine(server, cache_prompt=False)
+    yield engine
+    engine.close()
+
+
+def test_missing_binary_says_how_to_build_it(tmp_path):
+    with pytest.raises(ServerError, match="make llama-server"):
+        LlamaServer(tmp_path / "model.gguf", binary=tmp_path / "llama-server").start()
+
+
+@needs_binary
+def test_a_file_that_is_no_gguf_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf at all" * 100)
+    with pytest.raises(ServerError, match="exited with code"):
+        LlamaServer(bad, threads=1, start_timeout=30).start()
+
+
+@needs_binary
+def test_starts_healthy_with_every_adapter_in_order(server, adapters):
+    assert httpx.get(f"{server.url}/health").status_code == 200
+    assert server.url.startswith("http://127.0.0.1:")
+    listed = httpx.get(f"{server.url}/lora-adapters").json()
+    assert [(e["id"], e["path"]) for e in listed] == [(server.lora_ids[a.key], str(a.gguf_path)) for a in adapters]
+
+
+@needs_binary
+def test_stop_ends_the_process(tiny_base):
+    srv = LlamaServer(tiny_base.gguf_path, threads=1).start()
+    proc = srv._proc
+    srv.stop()
+    assert proc.poll() is not None and not srv.alive()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{srv.url}/health", timeout=1.0)
+    with pytest.raises(ServerError, match="stopped"):
+        srv.wait_ready()
+
+
+@needs_binary
+def test_same_greedy_ids_as_the_in_process_engine(engine, tiny_llamacpp, adapters):
+    prompt = engine.tokenize(PROMPT)
+    assert prompt == tiny_llamacpp.tokenize(PROMPT)
+    for adapter in [None, *adapters]:
+        served = list(engine.generate_ids(prompt, adapter, GREEDY))
+        local = list(tiny_llamacpp.generate_ids(prompt, adapter, GREEDY))
+        # llama-server ends at an end-of-generation token; the in-process engine leaves that to the caller
+        assert served == local[:len(served)], adapter
+        assert len(served) == GREEDY.max_tokens or served[-1] in (1, 106)
+    assert engine.detokenize(served) == tiny_llamacpp.detokenize(served)
+
+
+@needs_binary
+def test_adapters_change_the_answer(engine, adapters):
+    prompt = engine.tokenize(PROMPT)
+    answers = {str(a): tuple(engine.generate_ids(prompt, a, GREEDY)) for a in [None, *adapters]}
+    assert len(set(answers.values())) == 3
+
+
+@needs_binary
+def test_an_adapter_the_server_lacks_is_a_clear_error(engine, adapters):
+    from dataclasses import replace
+
+    with pytest.raises(EngineError, match="started without adapter"):
+        engine.generate_ids([2, 100], replace(adapters[0], version=99), GREEDY)
+
+
+@needs_binary
+def test_closing_the_stream_frees_the_slot(tiny_base):
+    from assistant.engines.server import ServerEngine
+
+    with LlamaServer(tiny_base.gguf_path, parallel=1, n_ctx=4096, threads=1) as srv:
+        engine = ServerEngine(srv)
+        prompt = engine.tokenize(PROMPT)
+        long = GenerationSettings(max_tokens=4000, temperature=1.0)  # sampled: no early end-of-text
+        stream = engine.generate_ids(prompt, None, long)
+        next(stream)
+        stream.close()
+        started = time.monotonic()
+        assert len(list(engine.generate_ids(prompt, None, GenerationSettings(max_tokens=4)))) >= 1
+        # the one slot was free at once, not after the abandoned 4000 tokens
+        assert time.monotonic() - started < 2.0
+        engine.close()
+
+
+@needs_binary
+def test_killed_server_is_restarted_with_the_same_ids(server, engine, adapters):
+    before = list(engine.generate_ids(engine.tokenize(PROMPT), adapters[1], GREEDY))
+    old_pid, port = server.pid, server.port
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while server.pid == old_pid and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.wait_ready(timeout=30) == f"http://127.0.0.1:{port}"
+    assert server.pid != old_pid and server.restarts >= 1
+    listed = httpx.get(f"{server.url}/lora-adapters").json()
+    assert [e["path"] for e in listed] == [str(a.gguf_path) for a in adapters]
+    assert list(engine.generate_ids(engine.tokenize(PROMPT), adapters[1], GREEDY)) == before
+
+
+@needs_binary
+def test_killed_mid_answer_the_answer_goes_on(server, engine, adapters, monkeypatch):
+    prompt = engine.tokenize(PROMPT)
+    settings = GenerationSettings(max_tokens=200)
+    expected = list(engine.generate_ids(prompt, adapters[0], settings))
+    requests = []
+    real = engine._request
+    monkeypatch.setattr(engine, "_request", lambda body: requests.append(len(body["prompt"])) or real(body))
+    stream = engine.generate_ids(prompt, adapters[0], settings)
+    got = [next(stream)]
+    os.kill(server.pid, signal.SIGKILL)
+    got += list(stream)
+    assert len(requests) >= 2 and requests[1] > len(prompt)  # resumed: prompt + the tokens already given
+    assert got == expected
