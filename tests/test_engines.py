@@ -179,3 +179,21 @@ def test_private_llama_cpp_apis_are_used_only_with_the_pinned_version():
     sources = Path(__file__).parent.parent / "assistant"
     users = sorted(str(p.relative_to(sources)) for p in sources.rglob("*.py") if "llama_cpp._internals" in p.read_text())
     assert users == ["engines/llama_private.py"]
+
+
+def test_a_request_takes_a_context_that_already_has_its_adapter(tiny_base, tiny_registry):
+    """Two decodes at once, three contexts: going round the bare base and two adapters one request
+    at a time switches no context's adapter once each has been used (a switch costs llama.cpp a
+    graph reservation), and every answer is still its own adapter's."""
+    from assistant.engines.llamacpp import SPARE_CONTEXTS, LlamaCppEngine
+
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=2)
+    adapters = [None, tiny_registry.get("alpha"), tiny_registry.get("beta")]
+    assert SPARE_CONTEXTS >= 1 and engine.stats() == {"slots": 2, "free": 2, "busy": 0, "waiting": 0}
+    ids = engine.tokenize(PROMPTS[0])
+    first = {a and a.key: list(engine.generate_ids(ids, a, GREEDY)) for a in adapters}
+    switches = engine.switches
+    for adapter in adapters * 3:
+        assert list(engine.generate_ids(ids, adapter, GREEDY)) == first[adapter and adapter.key]
+    assert engine.switches == switches
+    assert engine.stats()["free"] == 2

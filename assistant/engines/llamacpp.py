@@ -1,8 +1,7 @@
 """llama.cpp engine: the 4-bit GGUF base loaded once, several chats at once, adapters per request.
 
-One `llama_model` holds the weights; each of `slots` contexts (default: one per core) holds its own
-KV cache and its own adapter set, so several chats decode at once, each with the adapter its session
-chose. A request waits for a free slot (first come, first served); the app keeps its own bounded
+One `llama_model` holds the weights; each context holds its own KV cache and its own adapter set,
+so `slots` chats (default: one per core) decode at once, each with the adapter its session chose. A request waits for a free slot (first come, first served); the app keeps its own bounded
 queue in front of this, which shows each user their place.
 
 A slot belongs to a decode, never to a consumer: each request decodes in a thread of its own that
@@ -12,8 +11,9 @@ closed, an exception in the consumer) can therefore hold a slot no longer than o
 decode; closing or dropping the iterator cancels the decode at the next token, and a request
 cancelled while it waits leaves the line at once.
 
-Switching is cheap: each adapter is initialised once against the model (a few ms), and a slot sets
-its adapter list per request. The KV cache was computed under the previous adapter, so a switch
+Switching is cheap: each adapter is initialised once against the model (a few ms), and a context
+sets its adapter list per request; there is one context more than `slots` (SPARE_CONTEXTS), and a
+request takes a free one that already has its adapter, since a change costs a graph reservation. The KV cache was computed under the previous adapter, so a switch
 clears the slot's history. Every request evaluates its whole prompt (see _Slot.prepare: reusing a
 cached prefix made the same greedy question give another answer).
 
@@ -40,6 +40,13 @@ from assistant.engines.threads import ThreadChooser
 from assistant.prompts import get_format
 
 openmp.configure()  # before anything imports llama_cpp (which loads libgomp)
+
+# Contexts beyond the decodes at once. Changing a context's adapters makes llama.cpp reserve its compute
+# graph anew (llama_context::set_adapters_lora sets sched_need_reserve), which cost ~45 ms of time to first
+# token per switch; a request takes a free context that already has its adapter when there is one, so with
+# one spare the two shipped adapters and the bare base each keep a context on a 2-core machine. A used
+# context costs ~60 MB (its KV cache), measured.
+SPARE_CONTEXTS = 1
 
 
 class _Slot:
@@ -150,10 +157,10 @@ class LlamaCppEngine:
             # baseline in benchmarks); chats run in the slots' contexts.
             self.llm = Llama(model_path=str(self.gguf_path), n_ctx=n_ctx, n_threads=self.threads,
                              n_threads_batch=self.threads, verbose=False)
-            self._slots = [_Slot(self, i, n_ctx) for i in range(slots or cores)]
+            self.slots = slots or cores  # decodes at once
+            self._slots = [_Slot(self, i, n_ctx) for i in range(self.slots + SPARE_CONTEXTS)]
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama.cpp could not load {self.gguf_path.name}: {exc}") from exc
-        self.slots = len(self._slots)
         self.base_loads = 1  # the benchmark and tests check this stays 1 across adapter switches
         self._adapters: dict[str, object] = {}  # key -> llama_adapter_lora_p
         self.switches = 0
@@ -166,13 +173,15 @@ class LlamaCppEngine:
         self._chooser = ThreadChooser()  # one thread or all of them, whichever decodes faster now
 
     # slots ------------------------------------------------------------------------------------
-    def _acquire(self, cancelled: threading.Event | None = None) -> _Slot:
-        """The next free slot, first come first served; `Cancelled` if `cancelled` is set meanwhile."""
+    def _acquire(self, cancelled: threading.Event | None = None, adapter_key: str | None = None) -> _Slot:
+        """A context to decode in once fewer than `slots` decode, first come first served: one that
+        already has `adapter_key` when one is free, else the one least recently used (see
+        SPARE_CONTEXTS). `Cancelled` if `cancelled` is set meanwhile."""
         ticket = object()
         with self._cond:
             self._waiting.append(ticket)
             try:
-                while not (self._free and self._waiting[0] is ticket):
+                while not (self._busy < self.slots and self._free and self._waiting[0] is ticket):
                     if self._closing.is_set() or (cancelled is not None and cancelled.is_set()):
                         raise Cancelled
                     self._cond.wait()
@@ -180,7 +189,10 @@ class LlamaCppEngine:
                 self._waiting.remove(ticket)
                 self._cond.notify_all()  # the next in line may now be first
             self._busy += 1
-            return self._free.pop()  # any free slot: the caller switches its adapter if it differs
+            # _free is kept least recently used first; the caller switches the adapter if it differs
+            slot = next((c for c in reversed(self._free) if c.adapter == adapter_key), self._free[0])
+            self._free.remove(slot)
+            return slot
 
     def _release(self, slot: _Slot) -> None:
         with self._cond:
@@ -204,7 +216,8 @@ class LlamaCppEngine:
     def stats(self) -> dict:
         """Slots in all, free and decoding, and requests waiting: the stress tests' and /health's view."""
         with self._cond:
-            return {"slots": self.slots, "free": len(self._free), "busy": self._busy, "waiting": len(self._waiting)}
+            return {"slots": self.slots, "free": self.slots - self._busy, "busy": self._busy,
+                    "waiting": len(self._waiting)}
 
     def _threads_now(self) -> int:
         with self._cond:
@@ -275,7 +288,7 @@ class LlamaCppEngine:
     def _stream(self, tokens: list[int], adapter, settings: GenerationSettings, draft: list[int]) -> Iterator[int]:
         def produce(emit, cancelled: threading.Event) -> None:
             try:
-                slot = self._acquire(cancelled)
+                slot = self._acquire(cancelled, adapter.key if adapter is not None else None)
             except Cancelled:
                 return
             try:
