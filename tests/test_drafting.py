@@ -43,20 +43,20 @@ def test_how_many_are_kept(proposal, predictions, kept):
 
 
 def _decode(engine, prompt, adapter, settings, draft=""):
-    from assistant.engines import llamacpp
+    from assistant.engines import llama_slot
 
     steps = []
-    evaluate = llamacpp._Slot.evaluate
+    evaluate = llama_slot.Slot.evaluate
 
     def counted(slot, tokens, every_logit=False):
         steps.append(len(tokens))
         return evaluate(slot, tokens, every_logit)
 
-    llamacpp._Slot.evaluate = counted
+    llama_slot.Slot.evaluate = counted
     try:
         return list(engine.generate_ids(engine.tokenize(prompt), adapter, settings, draft=draft)), steps[1:]
     finally:
-        llamacpp._Slot.evaluate = evaluate
+        llama_slot.Slot.evaluate = evaluate
 
 
 @pytest.mark.parametrize("adapter_name", [None, "alpha"])

@@ -14,7 +14,7 @@ cancelled while it waits leaves the line at once.
 Switching is cheap: each adapter is initialised once against the model (a few ms), and a context
 sets its adapter list per request; there is one context more than `slots` (SPARE_CONTEXTS), and a
 request takes a free one that already has its adapter, since a change costs a graph reservation. The KV cache was computed under the previous adapter, so a switch
-clears the slot's history. Every request evaluates its whole prompt (see _Slot.prepare: reusing a
+clears the slot's history. Every request evaluates its whole prompt (see llama_slot.Slot.prepare: reusing a
 cached prefix made the same greedy question give another answer).
 
 Threads: llama.cpp's workers spin while they wait, so contexts must never ask for more threads
@@ -26,7 +26,6 @@ decode alone uses all of it or one thread, whichever is faster beside what else 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 from assistant.engines import EngineError, GenerationSettings, drafting, llama_private, openmp
 from assistant.engines.handoff import threaded_stream
+from assistant.engines.llama_slot import Slot
 from assistant.engines.threads import ThreadChooser
 from assistant.prompts import get_format
 
@@ -47,97 +47,6 @@ openmp.configure()  # before anything imports llama_cpp (which loads libgomp)
 # one spare the two shipped adapters and the bare base each keep a context on a 2-core machine. A used
 # context costs ~60 MB (its KV cache), measured.
 SPARE_CONTEXTS = 1
-
-
-class _Slot:
-    """One llama.cpp context: its KV cache, its token history, its active adapter."""
-
-    def __init__(self, engine: LlamaCppEngine, index: int, n_ctx: int):
-        import llama_cpp
-
-        params = llama_cpp.llama_context_default_params()
-        for name in ("n_batch", "n_ubatch", "rope_scaling_type", "rope_freq_base", "rope_freq_scale", "flash_attn_type",
-                     "type_k", "type_v"):
-            if hasattr(engine.llm.context_params, name):
-                setattr(params, name, getattr(engine.llm.context_params, name))
-        params.n_ctx = n_ctx
-        params.n_threads = params.n_threads_batch = engine.threads
-        self.index = index
-        self.ctx = llama_private.new_context(engine.llm, params)
-        self.n_batch = params.n_batch
-        self.batch = llama_private.new_batch(self.n_batch)
-        self.tokens: list[int] = []  # what the KV cache holds
-        self.adapter: str | None = None
-        self.threads = engine.threads
-
-    def n_ctx(self) -> int:
-        return self.ctx.n_ctx()
-
-    def set_adapter(self, key: str | None, handle) -> bool:
-        """Make `key` this slot's adapter; True when that changed anything."""
-        import llama_cpp
-
-        if key == self.adapter:
-            return False
-        if key is None:
-            rc = llama_cpp.llama_set_adapters_lora(self.ctx.ctx, None, 0, None)
-        else:
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
-            scales = (ctypes.c_float * 1)(1.0)
-            rc = llama_cpp.llama_set_adapters_lora(self.ctx.ctx, handles, 1, scales)
-        if rc != 0:
-            raise EngineError(f"llama.cpp refused to switch to adapter {key} (code {rc})")
-        self.forget()
-        self.adapter = key
-        return True
-
-    def forget(self) -> None:
-        self.ctx.kv_cache_clear()
-        self.tokens = []
-
-    def set_threads(self, n: int) -> None:
-        if n != self.threads:
-            self.ctx.set_n_threads(n, n)
-            self.threads = n
-
-    def evaluate(self, tokens: list[int], every_logit: bool = False) -> None:
-        """Feed `tokens` after what the cache holds; the last one's logits are then readable (with
-        `every_logit`, each token's, by its index in `tokens`: `tokens` must then fit one batch)."""
-        if every_logit and len(tokens) > self.n_batch:
-            raise ValueError(f"{len(tokens)} tokens do not fit one batch of {self.n_batch}")
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start:start + self.n_batch]
-            self.batch.set_batch(chunk, n_past=len(self.tokens), logits_all=every_logit)
-            try:
-                self.ctx.decode(self.batch)
-            except RuntimeError as exc:
-                self.forget()
-                raise EngineError(f"llama.cpp could not evaluate the prompt: {exc}") from exc
-            self.tokens += chunk
-
-    def drop_after(self, n: int) -> None:
-        """Forget every cached token after the first `n` (draft tokens the model did not confirm)."""
-        if n < len(self.tokens):
-            self.ctx.kv_cache_seq_rm(0, n, -1)
-            del self.tokens[n:]
-
-    def prepare(self, prompt: list[int]) -> None:
-        """Evaluate the whole of `prompt` afresh.
-
-        Reusing a cached prefix would save its evaluation, but the same prompt evaluated in other
-        batches gives other rounding, and a greedy answer then drifts: "Why do farmers rotate
-        crops?" answered 281 characters after another question and 296 when asked again (real
-        base, 64 tokens). The same question must always get the same answer at temperature 0.
-        """
-        self.forget()
-        self.evaluate(list(prompt))
-
-    def logits(self):
-        """The next-token logits after the last evaluated token (a numpy copy)."""
-        import numpy as np
-
-        n_vocab = self.ctx.model.n_vocab()
-        return np.ctypeslib.as_array(self.ctx.get_logits_ith(-1), shape=(n_vocab,)).copy()
 
 
 class LlamaCppEngine:
@@ -158,7 +67,7 @@ class LlamaCppEngine:
             self.llm = Llama(model_path=str(self.gguf_path), n_ctx=n_ctx, n_threads=self.threads,
                              n_threads_batch=self.threads, verbose=False)
             self.slots = slots or cores  # decodes at once
-            self._slots = [_Slot(self, i, n_ctx) for i in range(self.slots + SPARE_CONTEXTS)]
+            self._slots = [Slot(self, i, n_ctx) for i in range(self.slots + SPARE_CONTEXTS)]
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama.cpp could not load {self.gguf_path.name}: {exc}") from exc
         self.base_loads = 1  # the benchmark and tests check this stays 1 across adapter switches
@@ -166,14 +75,14 @@ class LlamaCppEngine:
         self.switches = 0
         self._budget = self.threads  # cores the decoding slots share (fewer while a job trains)
         self._cond = threading.Condition()
-        self._free: list[_Slot] = list(self._slots)
+        self._free: list[Slot] = list(self._slots)
         self._waiting: deque[object] = deque()
         self._busy = 0
         self._closing = threading.Event()  # set by close(): every decode ends, no new one starts
         self._chooser = ThreadChooser()  # one thread or all of them, whichever decodes faster now
 
     # slots ------------------------------------------------------------------------------------
-    def _acquire(self, cancelled: threading.Event | None = None, adapter_key: str | None = None) -> _Slot:
+    def _acquire(self, cancelled: threading.Event | None = None, adapter_key: str | None = None) -> Slot:
         """A context to decode in once fewer than `slots` decode, first come first served: one that
         already has `adapter_key` when one is free, else the one least recently used (see
         SPARE_CONTEXTS). `Cancelled` if `cancelled` is set meanwhile."""
@@ -194,7 +103,7 @@ class LlamaCppEngine:
             self._free.remove(slot)
             return slot
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         with self._cond:
             self._free.append(slot)
             self._busy -= 1
@@ -298,7 +207,7 @@ class LlamaCppEngine:
 
         return threaded_stream(produce, on_leave=self._cancel, wrap_error=_engine_error)
 
-    def _decode(self, slot: _Slot, tokens: list[int], adapter, settings: GenerationSettings, emit,
+    def _decode(self, slot: Slot, tokens: list[int], adapter, settings: GenerationSettings, emit,
                 cancelled: threading.Event, draft: list[int]) -> None:
         with self._cond:
             handle = self._load_locked(adapter.key, adapter.gguf_path) if adapter is not None else None
