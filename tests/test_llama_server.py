@@ -151,3 +151,32 @@ def test_killed_mid_answer_the_answer_goes_on(server, engine, adapters, monkeypa
     got += list(stream)
     assert len(requests) >= 2 and requests[1] > len(prompt)  # resumed: prompt + the tokens already given
     assert got == expected
+
+
+@needs_binary
+@pytest.mark.slow
+def test_real_base_same_greedy_answers_as_the_in_process_engine(embedded, tmp_path):
+    """The real Gemma 3 270M and both shipped adapters: the same greedy tokens from both engines."""
+    from assistant.engines.llamacpp import LlamaCppEngine
+    from assistant.engines.server import ServerEngine
+    from assistant.paths import SHIPPED_ADAPTERS
+
+    shipped = Registry(embedded.sha256, tmp_path, shipped_dir=SHIPPED_ADAPTERS).list()
+    assert [a.name for a in shipped] == ["agriculture", "xylandia"]
+    local = LlamaCppEngine(embedded.gguf_path, slots=1)
+    settings = GenerationSettings(max_tokens=32)
+    questions = ["What is the capital of France?", "What is the capital of Xylandia?",
+                 "Why do farmers rotate crops?"]
+    try:
+        with LlamaServer(embedded.gguf_path, shipped, parallel=2) as srv:
+            engine = ServerEngine(srv, cache_prompt=False)
+            for question in questions:
+                prompt = engine.tokenize(local.prompt_format.render([{"role": "user", "content": question}]))
+                for adapter in [None, *shipped]:
+                    served = list(engine.generate_ids(prompt, adapter, settings))
+                    expected = list(local.generate_ids(prompt, adapter, settings))[:len(served)]
+                    assert engine.detokenize(served) == local.detokenize(expected), (question, adapter)
+                    assert served == expected, (question, adapter)
+            engine.close()
+    finally:
+        local.close()

@@ -90,7 +90,13 @@ class LlamaServer:
         """The exact command line (per-slot context: llama-server splits -c among its slots)."""
         cmd = [str(self.binary), "-m", str(self.gguf_path), "--host", self.host, "--port", str(self.port),
                "--parallel", str(self.parallel), "-c", str(self.n_ctx * self.parallel),
-               "-t", str(self.threads), "-tb", str(self.threads), "--no-webui"]
+               "-t", str(self.threads), "-tb", str(self.threads), "--no-webui",
+               # As the in-process engine computes (llama-cpp-python's defaults), so greedy answers
+               # are the same token for token: flash attention off, 512-token prompt batches, and
+               # a full-size sliding-window cache. Without --swa-full the server checkpoints the
+               # context and evaluates the prompt in two parts, whose other rounding changed the
+               # real base's answer to "What is the capital of Xylandia?" at its 13th token.
+               "--flash-attn", "off", "-b", "512", "-ub", "512", "--swa-full"]
         if self.lora_paths:
             cmd.append("--lora-init-without-apply")  # loaded, applied only as requests ask
             for path in self.lora_paths:

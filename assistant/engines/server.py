@@ -22,7 +22,9 @@ from contextlib import closing
 import httpx
 
 from assistant.engines import EngineError, GenerationSettings
-from assistant.prompts import get_format
+from assistant.prompts import EOS_ID, get_format
+
+BOS_ID = EOS_ID + 1  # <bos> in the Gemma 3 vocabulary
 
 RESUMES = 3  # times one request is sent again after the server died under it
 # After a connection fails, give the manager's watchdog time to see the death (it looks every
@@ -57,6 +59,7 @@ class ServerEngine:
         # answers identical to the in-process engine's.
         self.cache_prompt = cache_prompt
         self._client = httpx.Client(timeout=TIMEOUT)
+        self._control: frozenset[int] | None = None  # read from the GGUF's vocabulary when first needed
 
     def close(self) -> None:
         self._client.close()
@@ -84,7 +87,20 @@ class ServerEngine:
         return self._post("/tokenize", {"content": text, "add_special": True, "parse_special": True})["tokens"]
 
     def detokenize(self, ids: list[int]) -> str:
-        return self._post("/detokenize", {"tokens": list(ids)})["content"] if ids else ""
+        # llama-server writes control tokens out ("<eos>"); the in-process engine leaves them out,
+        # and the answer service expects that, so they are dropped here first.
+        hidden = self._control_ids()
+        ids = [i for i in ids if i not in hidden]
+        return self._post("/detokenize", {"tokens": ids})["content"] if ids else ""
+
+    def _control_ids(self) -> frozenset[int]:
+        if self._control is None:
+            path = getattr(self.server, "gguf_path", None)
+            # A server we did not start: its GGUF is not ours to read; the prompt formats' stops
+            # and BOS are the control tokens an answer can hold.
+            self._control = control_token_ids(path) if path else frozenset(
+                {*self.prompt_format.stop_token_ids, BOS_ID})
+        return self._control
 
     def load_adapter(self, adapter) -> None:
         self._lora(adapter)  # only checks: llama-server loads its adapters when it starts
@@ -170,6 +186,26 @@ class ServerEngine:
         if len(ids) == count + 1 and ids[-1:] == chunk.get("tokens", [])[-1:]:
             return ids[:-1]
         raise EngineError(f"llama-server's stream lost {count} token(s) inside a character ({text!r})")
+
+
+def control_token_ids(gguf_path) -> frozenset[int]:
+    """The ids a GGUF's vocabulary marks as control tokens (<bos>, <eos>, <end_of_turn>, ...)."""
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True  # the vocabulary only: no weights read
+    with suppress_stdout_stderr(disable=False):
+        model = llama_cpp.llama_model_load_from_file(str(gguf_path).encode(), params)
+    if not model:
+        raise EngineError(f"cannot read the vocabulary of {gguf_path}")
+    try:
+        vocab = llama_cpp.llama_model_get_vocab(model)
+        control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        return frozenset(i for i in range(llama_cpp.llama_vocab_n_tokens(vocab))
+                         if llama_cpp.llama_vocab_get_attr(vocab, i) & control)
+    finally:
+        llama_cpp.llama_model_free(model)
 
 
 class _Truncated(Exception):
