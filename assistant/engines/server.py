@@ -49,14 +49,16 @@ class FixedServer:
 class ServerEngine:
     name = "server"
 
-    def __init__(self, server, prompt_format: str = "qa", cache_prompt: bool = True):
+    def __init__(self, server, prompt_format: str = "qa", cache_prompt: bool = False):
         """`server`: a LlamaServer (app-owned, restarted if it dies) or a FixedServer."""
         self.server = server
         self.prompt_format = get_format(prompt_format)
-        # cache_prompt lets a slot reuse the KV of a shared prompt prefix (a follow-up in one chat).
-        # Rounding then differs from evaluating the whole prompt afresh, as the in-process engine
-        # does (see engines.llamacpp._Slot.prepare), so a greedy answer may drift: pass False for
-        # answers identical to the in-process engine's.
+        # cache_prompt would let a slot reuse the KV of a prompt prefix it already holds, saving
+        # its evaluation; but the rest is then evaluated in another batch, with other rounding, and
+        # a greedy answer drifts: on the real base "Why do farmers rotate crops?" asked again
+        # after other questions got other tokens than asked first (and than the in-process engine,
+        # which evaluates every prompt afresh for this reason, engines.llama_slot). Off by default
+        # so the same question gets the same answer; True trades that for time to first token.
         self.cache_prompt = cache_prompt
         self._client = httpx.Client(timeout=TIMEOUT)
         self._control: frozenset[int] | None = None  # read from the GGUF's vocabulary when first needed
