@@ -180,3 +180,15 @@ def test_real_base_same_greedy_answers_as_the_in_process_engine(embedded, tmp_pa
             engine.close()
     finally:
         local.close()
+
+
+@needs_binary
+def test_eight_concurrent_requests_over_three_adapters_each_get_their_own(server, engine, adapters):
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompt = engine.tokenize(PROMPT)
+    choices = [None, *adapters]
+    alone = {i: list(engine.generate_ids(prompt, a, GREEDY)) for i, a in enumerate(choices)}
+    with ThreadPoolExecutor(8) as pool:  # the server's 2 slots batch them; adapters must not mix
+        together = list(pool.map(lambda n: list(engine.generate_ids(prompt, choices[n % 3], GREEDY)), range(8)))
+    assert together == [alone[n % 3] for n in range(8)]
