@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python benchmarks/trust.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/upload_isolation.py
 
 # Not a prerequisite of setup or test: only `--engine llama-server` and tests/test_llama_server.py
