@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from assistant.engines import EngineError
+from assistant.engines import EngineError, openmp
 from assistant.engines.llama_private import PINNED_VERSION
 from assistant.paths import default_cache_dir
 
@@ -51,6 +51,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    """The server's environment: its OpenMP threads wait as the in-process engine's do (engines.openmp).
+
+    Its ggml is built with OpenMP too, and libgomp's default long spin made it decode at ~1 token/s
+    beside other busy programs on 2 cores.
+    """
+    env = dict(os.environ)
+    if not (env.get("ASSISTANT_OMP_DEFAULTS") or "OMP_WAIT_POLICY" in env):
+        env.setdefault("GOMP_SPINCOUNT", openmp.SPIN_COUNT)
+    return env
 
 
 class LlamaServer:
@@ -137,7 +149,7 @@ class LlamaServer:
                 log.flush()
                 # A session of its own: a Ctrl-C to the app reaches the app, which then stops this.
                 self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                              stderr=subprocess.STDOUT, start_new_session=True)
+                                              stderr=subprocess.STDOUT, start_new_session=True, env=_env())
             problem = self._wait_healthy(self._proc)
             if problem is None:
                 self._ready.set()
