@@ -192,3 +192,20 @@ def test_eight_concurrent_requests_over_three_adapters_each_get_their_own(server
     with ThreadPoolExecutor(8) as pool:  # the server's 2 slots batch them; adapters must not mix
         together = list(pool.map(lambda n: list(engine.generate_ids(prompt, choices[n % 3], GREEDY)), range(8)))
     assert together == [alone[n % 3] for n in range(8)]
+
+
+@needs_binary
+def test_tokens_held_back_inside_a_character_are_recovered(engine, monkeypatch):
+    """llama-server streams nothing for a byte token that ends mid-character; the engine restores it.
+
+    A grammar forces two characters that have no token of their own, so they come as UTF-8 bytes.
+    """
+    text = "𓀀ꙮ"
+    expected = engine._post("/tokenize", {"content": text, "add_special": False})["tokens"]
+    assert len(expected) == 7  # 4 + 3 byte tokens
+    body = {**engine._body(engine.tokenize(PROMPT), [], GREEDY, 7), "grammar": f'root ::= "{text}"'}
+    recovered = []
+    real = engine._recover
+    monkeypatch.setattr(engine, "_recover", lambda chunk, count: recovered.append(count) or real(chunk, count))
+    assert list(engine._request(body)) == expected
+    assert recovered == [3, 2]  # each character's leading bytes came back with its last one
