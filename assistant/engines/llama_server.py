@@ -108,7 +108,10 @@ class LlamaServer:
                # a full-size sliding-window cache. Without --swa-full the server checkpoints the
                # context and evaluates the prompt in two parts, whose other rounding changed the
                # real base's answer to "What is the capital of Xylandia?" at its 13th token.
-               "--flash-attn", "off", "-b", "512", "-ub", "512", "--swa-full"]
+               "--flash-attn", "off", "-b", "512", "-ub", "512", "--swa-full",
+               # Warnings and errors only: at its default it logs every request, and an app that
+               # runs for months must not fill the disk (extra_args "-lv 3" brings the timings back).
+               "--log-verbosity", "2"]
         if self.lora_paths:
             cmd.append("--lora-init-without-apply")  # loaded, applied only as requests ask
             for path in self.lora_paths:
@@ -179,9 +182,9 @@ class LlamaServer:
 
     def _log_tail(self, lines: int = 8) -> str:
         try:
-            text = self.log_path.read_text(errors="replace").splitlines()
+            text = self.log_path.read_text(errors="replace").split("\n--- starting: ")[-1].splitlines()[1:]
         except OSError:
-            return "(no log)"
+            return "(no log)"  # only this start's lines: an earlier run's errors would mislead
         # The most telling lines: errors first, else the last few (its log is chatty).
         errors = [ln for ln in text if "error" in ln.lower() or "failed" in ln.lower() or "bind" in ln.lower()]
         return " | ".join((errors or text)[-lines:]).strip() + f" (log: {self.log_path})"
