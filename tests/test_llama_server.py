@@ -57,6 +57,17 @@ def test_a_file_that_is_no_gguf_is_a_clear_error(tmp_path):
 
 
 @needs_binary
+def test_a_port_in_use_is_a_clear_error(tiny_base):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ServerError, match="couldn't bind"):
+            LlamaServer(tiny_base.gguf_path, threads=1, port=taken.getsockname()[1]).start()
+
+
+@needs_binary
 def test_starts_healthy_with_every_adapter_in_order(server, adapters):
     assert httpx.get(f"{server.url}/health").status_code == 200
     assert server.url.startswith("http://127.0.0.1:")
