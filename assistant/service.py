@@ -49,7 +49,10 @@ class Assistant:
         registry = Registry(base.sha256, Path(data_dir or default_data_dir()), shipped_dir)
         registry.sweep_staging()  # leftovers of a crashed build are never listed, and go now
         store = Store.open(registry.data_dir)
-        return cls(base, create_engine(engine, base, **engine_options), registry, store=store)
+        # A server engine learns the adapters at start (llama-server loads LoRAs only then): every usable
+        # version, so a promotion or a rollback serves one it already has.
+        adapters = [a for a in registry.all_versions() if a.usable] if engine in ("llama-server", "server") else ()
+        return cls(base, create_engine(engine, base, adapters, **engine_options), registry, store=store)
 
     # the knowledge index ------------------------------------------------------------------------
     def open_knowledge(self, owner: bool) -> None:

@@ -260,7 +260,9 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     tempfiles.use_private_dir()  # before any component exists: each one reads Gradio's temp dir once
     assistant.open_knowledge(owner=True)  # this process owns the Q&A index for its whole life
-    jobs = JobManager(base_spec, assistant.registry.data_dir, engine=assistant.engine.name,
+    # Jobs train and score in a process of their own, in-process: a server engine serves chats only.
+    job_engine = assistant.engine.name if assistant.engine.name in ("llamacpp", "hf") else "llamacpp"
+    jobs = JobManager(base_spec, assistant.registry.data_dir, engine=job_engine,
                       on_busy=getattr(assistant.engine, "yield_cores", None), max_file_mb=max_upload_mb)
     access, clients = Access(users), Clients(trusted_proxies)
     demo = build(assistant, jobs, access, max_upload_mb)

@@ -18,7 +18,7 @@ from assistant.cli.questions import add_parsers as add_question_parsers
 from assistant.cli.questions import cmd_backup, cmd_questions
 from assistant.cli.train import cmd_train, cmd_validate, parse_overrides
 from assistant.cli.versions import cmd_versions
-from assistant.engines import ENGINES, EngineError
+from assistant.engines import ENGINES, SERVER_KINDS, EngineError
 from assistant.registry import AdapterError, UnknownAdapter
 
 __all__ = ["build_parser", "main", "parse_overrides"]
@@ -28,7 +28,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default=os.environ.get("ASSISTANT_BASE"),
                         help="Gemma 3 base: 'embedded' (default), a .gguf file, an HF directory, or a hub id")
     parser.add_argument("--data-dir", default=None, help="where published adapters live (default: var/)")
-    parser.add_argument("--engine", choices=ENGINES, default=os.environ.get("ASSISTANT_ENGINE", "llamacpp"))
+    parser.add_argument("--engine", choices=ENGINES, default=os.environ.get("ASSISTANT_ENGINE", "llamacpp"),
+                        help="llamacpp (in-process, default), hf (transformers), llama-server (an app-managed "
+                             "llama-server, built by `make llama-server`), server (one you run: --server-url)")
+    parser.add_argument("--server-url", default=os.environ.get("ASSISTANT_SERVER_URL"),
+                        help="--engine server: the inference server's URL, e.g. http://10.0.0.5:8080")
+    parser.add_argument("--server-kind", default="llama-server", choices=SERVER_KINDS,
+                        help="--engine server: what the server is")
     parser.add_argument("--quant", default="auto", choices=("auto", "4bit", "bf16", "fp32"),
                         help="precision for --engine hf (auto: 4bit on CUDA, bf16 on CPUs that have it, else fp32)")
 

@@ -14,6 +14,8 @@ def open_assistant(args):
     from assistant.service import Assistant
 
     options = {"quant": args.quant} if args.engine == "hf" else {}
+    if args.engine == "server":
+        options = {"server_url": getattr(args, "server_url", None), "server_kind": getattr(args, "server_kind", None)}
     return Assistant.open(args.base, engine=args.engine, data_dir=args.data_dir, **options)
 
 

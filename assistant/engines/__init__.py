@@ -23,7 +23,8 @@ from assistant.prompts import PromptFormat
 if TYPE_CHECKING:
     from assistant.registry import Adapter
 
-ENGINES = ("llamacpp", "hf")
+ENGINES = ("llamacpp", "hf", "llama-server", "server")
+SERVER_KINDS = ("llama-server",)  # what `--engine server` can speak to (vLLM: not yet)
 
 
 class EngineError(Exception):
@@ -63,8 +64,9 @@ class Engine(Protocol):
     def detokenize(self, ids: list[int]) -> str: ...
 
 
-def create_engine(name: str, base, **options) -> Engine:
-    """Build the named engine over a resolved Base."""
+def create_engine(name: str, base, adapters=(), **options) -> Engine:
+    """Build the named engine over a resolved Base. `adapters`: the registry's adapters, for an
+    engine that must know them before it starts (llama-server loads its LoRAs at start only)."""
     if name == "llamacpp":
         from assistant.engines.llamacpp import LlamaCppEngine
 
@@ -76,4 +78,17 @@ def create_engine(name: str, base, **options) -> Engine:
         from assistant.engines.hf import HFEngine
 
         return HFEngine(base.ensure_hf_dir(), prompt_format=base.prompt_format, **options)
+    if name == "llama-server":
+        from assistant.engines.llama_server import LlamaServer
+        from assistant.engines.server import ServerEngine
+
+        if base.gguf_path is None:
+            raise EngineError("llama-server needs a GGUF base; pass a .gguf file with --base")
+        server = LlamaServer(base.gguf_path, [a for a in adapters if a.gguf_path is not None],
+                             **{k: v for k, v in options.items() if k in ("parallel", "threads", "n_ctx")}).start()
+        return ServerEngine(server, prompt_format=base.prompt_format, owns_server=True)
+    if name == "server":
+        from assistant.engines.remote import connect
+
+        return connect(options.get("server_url"), options.get("server_kind") or "llama-server", base, adapters)
     raise EngineError(f"unknown engine '{name}' (choose from: {', '.join(ENGINES)})")

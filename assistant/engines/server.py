@@ -39,8 +39,8 @@ SAMPLERS = ["top_k", "top_p", "temperature"]
 class FixedServer:
     """A server someone else runs: its URL and the lora ids its adapters were started with."""
 
-    def __init__(self, url: str, lora_ids: dict[str, int] | None = None):
-        self.url, self.lora_ids = url.rstrip("/"), dict(lora_ids or {})
+    def __init__(self, url: str, lora_ids: dict[str, int] | None = None, parallel: int = 4):
+        self.url, self.lora_ids, self.parallel = url.rstrip("/"), dict(lora_ids or {}), int(parallel)
 
     def wait_ready(self, timeout: float | None = None) -> str:
         return self.url
@@ -49,9 +49,10 @@ class FixedServer:
 class ServerEngine:
     name = "server"
 
-    def __init__(self, server, prompt_format: str = "qa", cache_prompt: bool = False):
-        """`server`: a LlamaServer (app-owned, restarted if it dies) or a FixedServer."""
-        self.server = server
+    def __init__(self, server, prompt_format: str = "qa", cache_prompt: bool = False, owns_server: bool = False):
+        """`server`: a LlamaServer (app-owned, restarted if it dies) or a FixedServer.
+        `owns_server`: close() stops it too (the app started it)."""
+        self.server, self.owns_server = server, owns_server
         self.prompt_format = get_format(prompt_format)
         # cache_prompt would let a slot reuse the KV of a prompt prefix it already holds, saving
         # its evaluation; but the rest is then evaluated in another batch, with other rounding, and
@@ -63,8 +64,15 @@ class ServerEngine:
         self._client = httpx.Client(timeout=TIMEOUT)
         self._control: frozenset[int] | None = None  # read from the GGUF's vocabulary when first needed
 
+    @property
+    def slots(self) -> int:
+        """Answers the server decodes at once (the app's queue lets this many through)."""
+        return int(getattr(self.server, "parallel", 4))
+
     def close(self) -> None:
         self._client.close()
+        if self.owns_server:
+            self.server.stop()
 
     # plumbing -------------------------------------------------------------------------------------
     def _url(self) -> str:
