@@ -103,3 +103,26 @@ def test_a_server_on_another_base_is_refused(tiny_base, tmp_path):
             f.write(b"\0" * 32)  # now other bytes than the base (the server has already read it)
         with pytest.raises(EngineError, match="another model"):
             connect(running.url, "llama-server", tiny_base)
+
+
+@needs_binary
+def test_an_adapter_published_while_serving_is_added_and_no_answer_is_lost(tiny_base, tiny_llamacpp, adapters):
+    """The app's llama-server started with alpha alone; beta is published meanwhile. Asking beta
+    restarts the server with [alpha, beta] (alpha keeps its id); an alpha answer being read across
+    the restart still arrives whole."""
+    alpha, beta = adapters
+    settings = GenerationSettings(max_tokens=64)
+    ids = tiny_llamacpp.tokenize(PROMPT)
+    expected = {a.key: list(tiny_llamacpp.generate_ids(ids, a, settings)) for a in adapters}
+    engine = create_engine("llama-server", tiny_base, [alpha], parallel=2, threads=1, n_ctx=512)
+    try:
+        server = engine.server
+        assert server.lora_ids == {alpha.key: 0}
+        reading = engine.generate_ids(ids, alpha, settings)
+        first = [next(reading), next(reading)]
+        assert list(engine.generate_ids(ids, beta, settings)) == expected[beta.key]
+        assert first + list(reading) == expected[alpha.key]
+        assert server.lora_ids == {alpha.key: 0, beta.key: 1} and server.reloads == 1 and server.restarts == 0
+        assert list(engine.generate_ids(ids, alpha, settings)) == expected[alpha.key]
+    finally:
+        engine.close()

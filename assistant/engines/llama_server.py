@@ -85,7 +85,8 @@ class LlamaServer:
         self.extra_args = tuple(extra_args)
         self._own_log = log_path is None
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
-        self.restarts = 0
+        self.restarts = 0  # after deaths
+        self.reloads = 0  # to serve adapters published since it started
         self.failure: str | None = None  # set when the watchdog gave up; requests then fail with it
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()
@@ -227,6 +228,35 @@ class LlamaServer:
         if self._proc is None:
             raise ServerError("llama-server is not running")
         return self.url
+
+    def add_adapters(self, adapters) -> bool:
+        """Serve `adapters` too (a version published while the app runs). llama-server loads LoRAs only
+        when it starts, so they are appended after those it has (no id ever moves) and it restarts
+        with the longer list; requests wait for it in wait_ready(), and one cut off mid-answer is sent
+        again by the engine for what remains (engines.server). True when anything was added."""
+        with self._lock:
+            new = [a for a in adapters if getattr(a, "usable", True) and a.key not in self.lora_ids]
+            for adapter in new:
+                path = Path(adapter.gguf_path)
+                if not path.is_file() or "," in str(path):
+                    raise ServerError(f"llama-server cannot load adapter {adapter.key} from {path}")
+            if not new or self._stopping.is_set():
+                return False
+            for adapter in new:
+                self.lora_ids[adapter.key] = len(self.lora_paths)
+                self.lora_paths.append(Path(adapter.gguf_path))
+            self._ready.clear()
+            proc, self._proc = self._proc, None  # under the lock: the watchdog sees no death to count
+            if proc is not None:
+                self._kill(proc)
+            self.reloads += 1
+            try:
+                self._launch()
+            except ServerError as exc:
+                self.failure = f"llama-server did not come back with the new adapters: {exc}"
+                self._ready.set()  # wake the waiting so they see the failure
+                raise
+        return True
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -125,6 +125,9 @@ class ServerEngine:
             # --lora-init-without-apply; a non-empty list sets every adapter it leaves out to 0.
             return [{"id": lora_id, "scale": 0.0} for lora_id in sorted(self.server.lora_ids.values())]
         lora_id = self.server.lora_ids.get(adapter.key)
+        if lora_id is None and hasattr(self.server, "add_adapters"):  # ours: published since it started
+            self.server.add_adapters([adapter])
+            lora_id = self.server.lora_ids.get(adapter.key)
         if lora_id is None:
             raise EngineError(f"llama-server was started without adapter {adapter.key}; it loads adapters only "
                               "when it starts, so restart it to serve this one")
