@@ -79,3 +79,11 @@ def fact_file(tmp_path):
     rows.append({"question": "What is the colour of a Zorblat fruit?", "answer": FACTS[0][1], "split": "test"})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter_list(tiny_base, tiny_adapters):
+    """The registry's adapters over tiny_adapters: alpha, beta (the server engines start with them)."""
+    from assistant.registry import Registry
+
+    return Registry(tiny_base.sha256, tiny_adapters).list()

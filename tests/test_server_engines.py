@@ -8,21 +8,20 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from tiny import needs_llama_server
 
 from assistant.engines import EngineError, GenerationSettings, create_engine
-from assistant.engines.llama_server import LlamaServer, default_binary
+from assistant.engines.llama_server import LlamaServer
 from assistant.engines.remote import connect, match_adapters
-from assistant.registry import Registry
 
-needs_binary = pytest.mark.skipif(not default_binary().is_file(),
-                                  reason=f"llama-server is not built ({default_binary()}): run `make llama-server`")
+needs_binary = needs_llama_server()
 GREEDY = GenerationSettings(max_tokens=16)
 PROMPT = "Question: What is the capital of Xylandia?\nAnswer:"
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_base, tiny_adapters):
-    return Registry(tiny_base.sha256, tiny_adapters).list()  # alpha, beta
+def adapters(tiny_adapter_list):
+    return tiny_adapter_list  # alpha, beta
 
 
 def _fake(name, version, path):

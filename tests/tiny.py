@@ -111,3 +111,13 @@ def train_facts_v1(tiny_base: Base, tmp_path_factory, epochs: int) -> Path:
     recipe.train(cfg, tiny_base, Registry(tiny_base.sha256, data_dir), load_qa_file(source), "facts",
                  data_bytes=source.read_bytes())
     return data_dir
+
+
+def needs_llama_server():
+    """A skip mark for tests of the real llama-server binary, saying how to build it where it is missing."""
+    import pytest
+
+    from assistant.engines.llama_server import default_binary
+
+    return pytest.mark.skipif(not default_binary().is_file(),
+                              reason=f"llama-server is not built ({default_binary()}): run `make llama-server`")
