@@ -84,7 +84,7 @@ def create_engine(name: str, base, adapters=(), **options) -> Engine:
 
         if base.gguf_path is None:
             raise EngineError("llama-server needs a GGUF base; pass a .gguf file with --base")
-        server = LlamaServer(base.gguf_path, [a for a in adapters if a.gguf_path is not None],
+        server = LlamaServer(base.gguf_path, list(adapters),
                              **{k: v for k, v in options.items() if k in ("parallel", "threads", "n_ctx")}).start()
         return ServerEngine(server, prompt_format=base.prompt_format, owns_server=True)
     if name == "server":
