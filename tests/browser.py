@@ -26,6 +26,14 @@ def free_port() -> int:
 
 
 ARTIFACTS = Path(os.environ.get("ASSISTANT_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+LIVE_APP_LOGS: list[Path] = []  # the logs of the apps running now; conftest shows them in a failed test's report
+
+
+def app_log_tail(path: Path, lines: int = 80) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
 
 
 @contextlib.contextmanager
@@ -33,9 +41,9 @@ def running_app(*args: str, timeout: float = 180, request=None):
     """`assistant serve ARGS` on a free loopback port; yields its URL; stops it afterwards.
 
     The app's output goes to a log file, never to an undrained pipe (a full pipe would block the
-    app on its next print); when the test fails inside the block, the log's tail is printed. A
-    module fixture passes its `request`: a failure raised in the test never reaches the fixture's
-    block, so the log is also printed when any test failed while the app ran.
+    app on its next print). A test that fails while the app runs gets the log's tail in its own
+    report (conftest reads LIVE_APP_LOGS); a module fixture passes its `request`, so that the log
+    file is kept in ARTIFACTS when any test failed while the app ran.
     """
     failed_before = request.session.testsfailed if request is not None else 0
     port = free_port()
@@ -47,6 +55,7 @@ def running_app(*args: str, timeout: float = 180, request=None):
                             stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}/"
     failed = True
+    LIVE_APP_LOGS.append(log_path)
     try:
         deadline = time.time() + timeout
         while True:
@@ -62,6 +71,7 @@ def running_app(*args: str, timeout: float = 180, request=None):
         yield url
         failed = request is not None and request.session.testsfailed > failed_before
     finally:
+        LIVE_APP_LOGS.remove(log_path)
         proc.terminate()
         try:
             proc.wait(timeout=20)
@@ -70,7 +80,7 @@ def running_app(*args: str, timeout: float = 180, request=None):
             proc.wait()
         log.close()
         if failed:
-            print(f"--- app log ({log_path}), last 60 lines ---\n" + "\n".join(log_path.read_text().splitlines()[-60:]))
+            print(f"--- app log ({log_path}), last 60 lines ---\n{app_log_tail(log_path, 60)}")
         else:
             log_path.unlink(missing_ok=True)
 

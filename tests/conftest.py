@@ -14,6 +14,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report carries the tail of every app log running at the time: the app's
+    side of a browser failure belongs in the test's output, not only in the fixture's teardown
+    (whose output pytest does not show when the module's last test passed)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when == "call":
+        from browser import LIVE_APP_LOGS, app_log_tail
+
+        for path in LIVE_APP_LOGS:
+            report.sections.append((f"app log {path} (last 80 lines)", app_log_tail(path)))
+
+
 @pytest.fixture(scope="session")
 def embedded():
     """The real embedded base: assembled and converted once into the shared cache."""
