@@ -67,9 +67,9 @@ def _chat_tab(assistant, access, demo):
         suggestions = [gr.Button("", visible=False, size="sm", elem_id=f"suggestion-{i}")
                        for i in range(chat.SUGGESTION_BUTTONS)]
     with gr.Row():
-        box = gr.Textbox(placeholder="Type a question and press Enter", show_label=False, scale=5,
-                         elem_id="question", autofocus=True)
-        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+        box = gr.Textbox(placeholder="Opening your chats…", show_label=False, scale=5, elem_id="question",
+                         autofocus=True, interactive=False)  # until the page has opened its chat (below)
+        send = gr.Button("Send", variant="primary", scale=1, elem_id="send", interactive=False)
     with gr.Row():
         ground = gr.Checkbox(False, label="Ground answers in the adapter's Q&A (shows the sources)",
                              elem_id="ground-toggle", scale=4)
@@ -85,9 +85,13 @@ def _chat_tab(assistant, access, demo):
     listed = chats.listing_of(assistant, access)
     # One queue for every way of asking: as many answers stream at once as the engine has slots;
     # the rest wait in Gradio's queue, which shows each user their place in line.
+    # Enter and Send are one event with trigger_mode "once": while a page's answer streams, a second
+    # press asks nothing. As two events, a second press ran a second handler on the chatbot as the
+    # page held it then (half an answer, with its cursor); when that handler ended after the
+    # streaming one, the page kept the half answer, cursor and all, for good.
     slots = getattr(assistant.engine, "slots", 1)
-    for asked in (box.submit(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat"),
-                  send.click(respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat"),
+    for asked in (gr.on([box.submit, send.click], respond, inputs, outputs, api_name="respond", trigger_mode="once",
+                        concurrency_limit=slots, concurrency_id="chat"),
                   *(button.click(lambda q: q, button, box, queue=False).then(  # a click asks that checked question
                       respond, inputs, outputs, concurrency_limit=slots, concurrency_id="chat") for button in suggestions)):
         asked.then(listed, [kept.owner, kept.chat], [kept.listing, kept.suggest], queue=False)
@@ -95,7 +99,12 @@ def _chat_tab(assistant, access, demo):
     for emptied in (clear.click, chatbot.clear):  # the chatbot's own 🗑 starts a new chat too
         emptied(chats.new_chat, None, [*outputs[:4], kept.chat, kept.ids, kept.listing, kept.correction_row, kept.note,
                                        kept.suggest], queue=False)
-    chats.wire(assistant, access, demo, kept, chatbot, conversation, suggested)
+    opened = chats.wire(assistant, access, demo, kept, chatbot, conversation, suggested)
+    # Asking waits until the page has opened its chat: a question sent before (a slow link, a loaded
+    # machine) had no owner yet, so its answer was kept nowhere, and the chat opened after it
+    # replaced it on the page.
+    opened.then(lambda: (gr.Textbox(interactive=True, placeholder="Type a question and press Enter"),
+                         gr.Button(interactive=True)), None, [box, send], queue=False)
     # The engine's own view (slots free and busy, requests waiting), for operators and the stress
     # tests: after any storm of requests, abandoned ones included, every slot must come back.
     def status(request: gr.Request) -> dict:

@@ -76,7 +76,8 @@ def _checked(access, request, action: str) -> None:
         raise gr.Error(message, print_exception=False)
 
 
-def wire(assistant, access, demo, h: History, chatbot, conversation, suggested) -> None:
+def wire(assistant, access, demo, h: History, chatbot, conversation, suggested):
+    """The history's events; returns the page-load event that opens the session's chat."""
     store = assistant.store
     opened = [chatbot, conversation, h.chat, h.ids, h.listing, h.suggest, h.correction_row, h.note]
 
@@ -86,7 +87,7 @@ def wire(assistant, access, demo, h: History, chatbot, conversation, suggested) 
         owner = owner_of(access, request, f"browser:{browser}")
         return browser, owner, *_open(store, owner, None)
 
-    demo.load(load_chats, h.browser, [h.browser, h.owner, *opened])
+    loaded = demo.load(load_chats, h.browser, [h.browser, h.owner, *opened])
 
     def open_chat(request: gr.Request, owner, chat_id):
         _checked(access, request, "read chats")
@@ -131,6 +132,7 @@ def wire(assistant, access, demo, h: History, chatbot, conversation, suggested) 
         return ("" if ok else text), gr.Row(visible=not ok), note
 
     h.send_correction.click(suggest_correction, [h.owner, h.target, h.ids, h.correction], [h.correction, h.correction_row, h.note])
+    return loaded
 
 
 def responder(assistant, access):
@@ -140,6 +142,9 @@ def responder(assistant, access):
     def respond(request: gr.Request, message, display, conversation, adapter, max_tokens, temperature, ground,
                 owner, chat_id, ids):
         _checked(access, request, "chat")
+        if not (message or "").strip():  # an empty question changes nothing: the chatbot this event
+            yield (gr.skip(),) * 6  # was sent may be stale by now, and must never be written back
+            return
         owner = owner_of(access, request, owner)
         done, before = {}, list(ids or [])
         for shown, conv, box, suggestions in chat.respond(assistant, message, display, conversation, adapter, max_tokens,
