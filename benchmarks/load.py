@@ -124,15 +124,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from assistant.jobs import JobManager
     from assistant.service import Assistant
-    from ui.app import QUEUE_SIZE, build
+    from ui.app import build, queued
 
     with tempfile.TemporaryDirectory() as tmp:
         adapters = make_data_dir(Path(tmp), args.users)
         assistant = Assistant.open(data_dir=Path(tmp))
         jobs = JobManager(None, Path(tmp), engine=assistant.engine.name,
                           on_busy=getattr(assistant.engine, "yield_cores", None))
-        demo = build(assistant, jobs)
-        demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE)
+        demo = queued(build(assistant, jobs))  # the queue as served
         demo.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, quiet=True)
         url = f"http://127.0.0.1:{args.port}/"
         tokenize = assistant.engine.tokenize

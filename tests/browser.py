@@ -80,7 +80,7 @@ def running_app(*args: str, timeout: float = 180, request=None):
             proc.wait()
         log.close()
         if failed:
-            print(f"--- app log ({log_path}), last 60 lines ---\n{app_log_tail(log_path, 60)}")
+            print(f"--- app log ({log_path}), last 80 lines ---\n{app_log_tail(log_path)}")
         else:
             log_path.unlink(missing_ok=True)
 

@@ -46,7 +46,7 @@ def held_app(tiny_base, tmp_path_factory):
     from browser import free_port
 
     from assistant.service import Assistant
-    from ui.app import QUEUE_SIZE, build
+    from ui.app import build, queued
 
     assistant = Assistant.open(str(tiny_base.gguf_path), data_dir=tmp_path_factory.mktemp("twice-data"),
                                shipped_dir=None, slots=1)
@@ -57,8 +57,7 @@ def held_app(tiny_base, tmp_path_factory):
         return HeldAfterFirstToken(started, release) if messages[-1]["content"].startswith("hold") else started
 
     assistant.answer = answer
-    demo = build(assistant)
-    demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE, api_open=False)
+    demo = queued(build(assistant))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:

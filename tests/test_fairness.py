@@ -25,7 +25,7 @@ def app(tiny_base, tmp_path_factory):
 
     from assistant.service import Assistant
     from ui import gate
-    from ui.app import QUEUE_SIZE, build
+    from ui.app import build, queued
     from ui.clients import Clients
 
     data = tmp_path_factory.mktemp("fair-data")
@@ -37,8 +37,7 @@ def app(tiny_base, tmp_path_factory):
                                slots=LIMIT + 1)  # one slot more than a user may fill: another user's gets in
     held = Held(assistant)
     access, clients = Access(users), Clients()
-    demo = build(assistant, None, access)
-    demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE, api_open=False)
+    demo = queued(build(assistant, None, access))
     fairness.limit_per_user(demo, "chat", clients)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,

@@ -259,6 +259,12 @@ def _export_tab(assistant, jobs, access) -> None:
                         lambda: gr.Dropdown(choices=exporting.adapter_choices(assistant))), None, adapter)
 
 
+def queued(demo: gr.Blocks) -> gr.Blocks:
+    """The app's queue as `serve` runs it (tests that launch the app in-process use it too)."""
+    # api_open=False: Gradio's direct /run/... route would skip the queue, its slots and the per-user limit.
+    return demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE, api_open=False)
+
+
 def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str | None = None, users=None,
           max_upload_mb: int = 20, trusted_proxies=()) -> None:
     from starlette.middleware import Middleware
@@ -274,9 +280,7 @@ def serve(assistant, host: str = "127.0.0.1", port: int = 7860, base_spec: str |
     jobs = JobManager(base_spec, assistant.registry.data_dir, engine=job_engine,
                       on_busy=getattr(assistant.engine, "yield_cores", None), max_file_mb=max_upload_mb)
     access, clients = Access(users), Clients(trusted_proxies)
-    demo = build(assistant, jobs, access, max_upload_mb)
-    # api_open=False: Gradio's direct /run/... route would skip the queue, its slots and the per-user limit.
-    demo.queue(default_concurrency_limit=8, max_size=QUEUE_SIZE, api_open=False)
+    demo = queued(build(assistant, jobs, access, max_upload_mb))
     fairness.limit_per_user(demo, "chat", clients)
     # api.app.Dispatch first: /v1/... (the OpenAI-compatible API, same port) never reaches the Gate or Gradio.
     middleware = [Middleware(Dispatch, api=create_api(assistant, access, clients)),

@@ -83,12 +83,10 @@ def respond(assistant, message: str, display: list, conversation: list, adapter:
     the grounding sources, follow it. Suggestions are the closest checked questions, offered as
     one-click questions when the answer is not checked. `user` is who asks (a question without a
     checked answer is recorded for the trainers under it); `on_done(answer, shown)` is called with
-    the finished answer before the last yield (ui.chats keeps it in the chat's history).
+    the finished answer before the last yield (ui.chats keeps it in the chat's history). An empty
+    question never reaches this: ui.chats.responder leaves the page as it is.
     """
     question = (message or "").strip()
-    if not question:  # an empty question does nothing
-        yield display, conversation, message or "", []
-        return
     conversation = [*conversation, {"role": "user", "content": question}]
     display = [*display, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
     try:
