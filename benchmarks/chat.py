@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `make bench` 
 
 from assistant.answer import stream_text  # noqa: E402
 from assistant.base import resolve_base  # noqa: E402
-from assistant.engines import GenerationSettings, create_engine  # noqa: E402
+from assistant.engines import GenerationSettings, create_engine, llama_private  # noqa: E402
 from assistant.engines.llamacpp import LlamaCppEngine  # noqa: E402
 from assistant.registry import Registry  # noqa: E402
 from benchmarks import cpu_sharing  # noqa: E402
@@ -293,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         adapters = [registry.get(name) for name in ADAPTER_NAMES]
         engine = LlamaCppEngine(base.gguf_path, prompt_format=base.prompt_format)
         threads = engine.llm.n_threads  # the raw baseline gets the engine's context settings
-        raw = Llama(model_path=str(base.gguf_path), n_ctx=engine.llm.n_ctx(), n_threads=threads,
-                    n_threads_batch=threads, verbose=False)
+        with llama_private.load_model_without_repack():  # the weights laid out as the engine has them
+            raw = Llama(model_path=str(base.gguf_path), n_ctx=engine.llm.n_ctx(), n_threads=threads,
+                        n_threads_batch=threads, verbose=False)
         sections = {
             f"llama.cpp engine vs raw llama-cpp-python ({plan.tokens} tokens, {threads} threads, median of {plan.reps})":
             with_load(engine_vs_raw, engine, raw, plan, details),

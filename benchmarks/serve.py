@@ -2,8 +2,10 @@
 concurrent users, all on one adapter and spread over three choices, for each engine (issue 16).
 
 Engines, each on the embedded base (Gemma 3 270M Q4_K_M) and the shipped adapters:
-- "in-process": today's llama.cpp engine (assistant.engines.llamacpp): one decode per slot, a slot
-  per core;
+- "one chat per slot": the llama.cpp engine as it was before batching (assistant.engines.llamacpp
+  with batch=1 and ggml's repacked weights): one decode per slot, a slot per core; the baseline;
+- "batched" (the default): the same engine as the app runs it: chats on one adapter decoded
+  together, up to BATCH_ROWS a batch, a lane per core;
 - "llama-server": llama.cpp's own server, built by `make llama-server` and started by the app's
   manager (assistant.engines.llama_server) with every shipped adapter, 8 parallel slots, reached
   through assistant.engines.server (the same token-level calls the answer service makes).
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-server", action="store_true", help="leave out llama-server")
     args = parser.parse_args(argv)
     from assistant.base import resolve_base
-    from assistant.engines.llamacpp import LlamaCppEngine
+    from assistant.engines.llamacpp import BATCH_ROWS, LlamaCppEngine
     from assistant.paths import SHIPPED_ADAPTERS
     from assistant.registry import Registry
 
@@ -160,17 +162,20 @@ def main(argv: list[str] | None = None) -> int:
         registry = Registry(base.sha256, Path(data_dir), SHIPPED_ADAPTERS)
         xylandia, agriculture = registry.get("xylandia"), registry.get("agriculture")
         choices = {"one adapter": [xylandia], "three choices": [xylandia, agriculture, None]}
-        busy = others_share_now()
-        engine = LlamaCppEngine(base.gguf_path, prompt_format=base.prompt_format)
-        details["in-process"] = measure(engine, choices, rounds)
-        engine.close()
-        del engine
-        details["in-process"][BUSY] = busy
-        reference = details["in-process"]["one adapter, 1 users"]["aggregate_tps"]
-        rows = rows_for("in-process", {k: v for k, v in details["in-process"].items() if k != BUSY}, None)
-        rows.append(row(BUSY, round(details["in-process"][BUSY], 2)))
-        sections["today's in-process engine (a slot per core)"] = rows
-        sections["batched in-process decoding"] = [row("batched in-process decoding", "not built yet (issue 16 item 1)")]
+        reference = None
+        for name, title, options in (
+                ("in-process", "one chat per slot (before batching: a slot per core)", {"batch": 1, "repack": True}),
+                ("batched", f"batched in-process decoding (the default: up to {BATCH_ROWS} chats a batch)", {})):
+            busy = others_share_now()
+            engine = LlamaCppEngine(base.gguf_path, prompt_format=base.prompt_format, **options)
+            details[name] = measure(engine, choices, rounds)
+            engine.close()
+            del engine
+            details[name][BUSY] = busy
+            reference = reference or details[name]["one adapter, 1 users"]["aggregate_tps"]
+            rows = rows_for(name, {k: v for k, v in details[name].items() if k != BUSY},
+                            None if name == "in-process" else reference)
+            sections[title] = rows + [row(BUSY, round(busy, 2))]
         if not args.skip_server:
             sections["llama-server (8 parallel slots, every shipped adapter)"] = server_section(
                 base, [xylandia, agriculture], choices, rounds, reference, details)

@@ -112,16 +112,10 @@ def test_a_request_cancelled_while_waiting_leaves_the_line(tiny_base):
 
     from assistant.engines.llamacpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=1)
     gate = threading.Event()
-    slot = engine._slots[0]
-    evaluate = slot.evaluate
-
-    def held_evaluate(tokens):  # the first decode stops here until the gate opens
-        gate.wait()
-        evaluate(tokens)
-
-    slot.evaluate = held_evaluate
+    for slot in engine._slots:  # whichever context the first request takes, its decode stops there
+        slot.evaluate = lambda *args, _evaluate=slot.evaluate, **kwargs: (gate.wait(), _evaluate(*args, **kwargs))
     holder = engine.generate_ids(engine.tokenize(PROMPT), None, SETTINGS)
     wait_for(lambda: engine.stats()["busy"] == 1, timeout=30, what="the first request to take the slot")
     waiter = engine.generate_ids(engine.tokenize(PROMPT), None, SETTINGS)
@@ -129,7 +123,6 @@ def test_a_request_cancelled_while_waiting_leaves_the_line(tiny_base):
     waiter.close()
     wait_for(lambda: engine.stats()["waiting"] == 0, timeout=30, what="the closed request to leave the line")
     assert engine.stats()["busy"] == 1  # it did not take the slot
-    slot.evaluate = evaluate
     gate.set()
     assert len(list(holder)) == SETTINGS.max_tokens
     assert _settled(engine) == {"slots": 1, "free": 1, "busy": 0, "waiting": 0}
@@ -138,7 +131,7 @@ def test_a_request_cancelled_while_waiting_leaves_the_line(tiny_base):
 def test_close_ends_every_decode_and_turns_the_line_away(tiny_base):
     from assistant.engines.llamacpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=2)  # two decode, two wait
     streams = [engine.generate_ids(engine.tokenize(PROMPT), None, GenerationSettings(max_tokens=2000)) for _ in range(4)]
     next(streams[0])
     engine.close(timeout=30)

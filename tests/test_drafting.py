@@ -48,9 +48,9 @@ def _decode(engine, prompt, adapter, settings, draft=""):
     steps = []
     evaluate = llama_slot.Slot.evaluate
 
-    def counted(slot, tokens, every_logit=False):
+    def counted(slot, tokens, every_logit=False, seq=0):
         steps.append(len(tokens))
-        return evaluate(slot, tokens, every_logit)
+        return evaluate(slot, tokens, every_logit, seq)
 
     llama_slot.Slot.evaluate = counted
     try:

@@ -143,23 +143,23 @@ def test_two_chats_decode_at_once_each_with_its_own_adapter(tiny_base, tiny_regi
 
 
 def test_requests_beyond_the_slots_wait_their_turn(tiny_base, tiny_registry):
-    """One slot, held by a decode stopped at a gate: the next request waits, then gets its answer."""
+    """One lane of one chat, held by a decode stopped at a gate: the next request waits, then gets
+    its answer."""
     import threading
 
     from tiny import wait_for
 
     from assistant.engines.llamacpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1)
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=1)
     expected = list(engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GREEDY))
-    slot, gate = engine._slots[0], threading.Event()
-    evaluate = slot.evaluate
-    slot.evaluate = lambda tokens: (gate.wait(), evaluate(tokens))
+    gate = threading.Event()
+    for slot in engine._slots:  # whichever context the first request takes
+        slot.evaluate = lambda *args, _evaluate=slot.evaluate, **kwargs: (gate.wait(), _evaluate(*args, **kwargs))
     holder = engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GREEDY)
     wait_for(lambda: engine.stats()["busy"] == 1, timeout=30, what="the first request to take the slot")
     waiter = engine.generate_ids(engine.tokenize(PROMPTS[0]), None, GREEDY)
     wait_for(lambda: engine.stats()["waiting"] == 1, timeout=30, what="the second request to wait")
-    slot.evaluate = evaluate
     gate.set()
     assert list(holder) == expected
     assert list(waiter) == expected  # it got the slot once the first decode ended

@@ -1,0 +1,195 @@
+"""A lane: one context of the llama.cpp engine and the chats decoding in it together, one batch a step.
+
+Decoding a 270M model on a CPU is bound by reading its weights, so the next tokens of several chats
+cost little more in one `llama_decode` call than one chat's token alone. All chats in a lane use
+the lane's adapter (llama.cpp applies adapters per context); the engine puts a request into a busy
+lane on its adapter while it has a free sequence, and otherwise into an idle lane
+(assistant.engines.llamacpp).
+
+A lane's own thread drives it: it evaluates each newcomer's prompt alone (so the prompt's rounding
+never depends on who else is decoding), then decodes one token of every chat per step. A chat that
+is alone drafts (assistant.engines.drafting) as before. Every row of a batch gets the logits it
+would get alone, bit for bit, as long as a batch has at most `rows` rows
+(llama_private.load_model_without_repack; tests/test_batching.py checks it on the embedded base), so
+the same question gets the same greedy answer whoever else is asking.
+
+The requests' own threads (engines.handoff) only wait for the lane to say they are done, so a
+reader that leaves stops its chat at the next step and frees its sequence; the lane's thread ends
+when its last chat does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from assistant.engines import EngineError, GenerationSettings, drafting
+from assistant.engines.llama_slot import Slot
+
+
+class Request:
+    """One chat's decode, from admission to its last token; the lane's thread fills it in."""
+
+    def __init__(self, tokens: list[int], adapter_key: str | None, handle, settings: GenerationSettings,
+                 draft: list[int], emit, cancelled: threading.Event, sampler):
+        self.tokens, self.adapter_key, self.handle, self.settings = tokens, adapter_key, handle, settings
+        self.draft, self.emit, self.cancelled, self.sampler = draft, emit, cancelled, sampler
+        self.greedy = settings.temperature <= 0
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.generated: list[int] = []
+        self.seq = -1
+        self.next_token = -1  # sampled, not yet handed out
+        self.finished = False
+
+
+class Lane:
+    """A context, its requests, and the thread that decodes them. `members` and `joining` are the
+    engine's (read and changed under its condition); `active` belongs to the lane's thread."""
+
+    def __init__(self, engine, slot: Slot):
+        self.engine, self.slot = engine, slot
+        self.key: str | None = None  # the adapter it decodes with while busy
+        self.members = 0  # requests admitted and not yet done
+        self.joining: list[Request] = []
+        self.active: list[Request] = []
+        self.thread: threading.Thread | None = None
+        self._steps = 0
+
+    def start(self) -> None:
+        """Called under the engine's condition when the lane takes its first request."""
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name=f"lane-{self.slot.index}", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        engine = self.engine
+        try:
+            while True:
+                with engine._cond:
+                    newcomers, self.joining = self.joining, []
+                    if not newcomers and not self.active:
+                        self.thread = None
+                        engine._lane_idle(self)
+                        return
+                    most = engine._threads_now()
+                for request in newcomers:
+                    self._begin(request, most)
+                self._step(most)
+                self._retire()
+        except BaseException as exc:  # noqa: B036 - a bug must end each chat with an error, not hang it
+            self._fail_all(exc)
+
+    def _stopping(self, request: Request) -> bool:
+        return request.cancelled.is_set() or self.engine._closing.is_set()
+
+    def _begin(self, request: Request, most: int) -> None:
+        """Take a sequence and evaluate the prompt in it; the first token is then sampled."""
+        engine, slot = self.engine, self.slot
+        request.seq = next(s for s in range(slot.n_seq) if s not in {r.seq for r in self.active})
+        self.active.append(request)
+        if self._stopping(request):
+            request.finished = True
+            return
+        try:
+            if len(self.active) == 1:  # alone: the adapter may be switched (it clears the cache)
+                if slot.set_adapter(request.adapter_key, request.handle):
+                    with engine._cond:
+                        engine.switches += 1
+            slot.set_threads(engine._chooser.choose(most, 0))
+            slot.prepare(request.tokens, request.seq)
+            request.next_token = self._sample(request, -1)
+        except EngineError as exc:
+            request.error, request.finished = exc, True
+
+    def _sample(self, request: Request, row: int) -> int:
+        return self.slot.top_token(row) if request.greedy else request.sampler.sample(self.slot.ctx, row)
+
+    def _step(self, most: int) -> None:
+        """Hand out every chat's sampled token, then decode the next one of each that goes on."""
+        live = []
+        for request in self.active:
+            if request.finished:
+                continue
+            if self._stopping(request):
+                request.finished = True
+                continue
+            self._hand_out(request, request.next_token)
+            if len(request.generated) == request.settings.max_tokens:
+                request.finished = True
+            else:
+                live.append(request)
+        if not live:
+            return
+        slot, chooser = self.slot, self.engine._chooser
+        threads = chooser.choose(most, self._steps)
+        switched = threads != slot.threads
+        slot.set_threads(threads)
+        self._steps += 1
+        try:
+            if len(live) == 1:
+                self._step_alone(live[0], threads, switched)
+                return
+            rows = slot.evaluate_rows({r.seq: r.next_token for r in live})
+            for request in live:
+                request.next_token = self._sample(request, rows[request.seq])
+        except EngineError as exc:
+            for request in live:
+                request.error, request.finished = exc, True
+
+    def _step_alone(self, request: Request, threads: int, switched: bool) -> None:
+        """One chat alone: its next token, or several at once from its draft (greedy only)."""
+        slot, token = self.slot, request.next_token
+        room = min(self.engine.rows - 1, drafting.MOST_PROPOSED, request.settings.max_tokens - len(request.generated) - 1)
+        proposal = drafting.propose(request.generated, request.draft, room)
+        if not proposal:
+            started = time.perf_counter()
+            slot.evaluate([token], seq=request.seq)
+            if not switched:  # a token right after a switch pays for the switch: not a fair sample
+                self.engine._chooser.record(threads, time.perf_counter() - started)
+            request.next_token = self._sample(request, -1)
+            return
+        slot.evaluate([token, *proposal], every_logit=True, seq=request.seq)
+        predictions = [self._sample(request, i) for i in range(len(proposal) + 1)]
+        kept = drafting.accepted(proposal, predictions)
+        slot.drop_after(len(slot.tokens[request.seq]) - (len(proposal) - kept), request.seq)
+        for confirmed in proposal[:kept]:
+            self._hand_out(request, confirmed)
+        request.next_token = predictions[kept]  # the model's own choice after the last confirmed token
+
+    @staticmethod
+    def _hand_out(request: Request, token: int) -> None:
+        request.sampler.accept(token)
+        request.emit(token)
+        request.generated.append(token)
+
+    def _retire(self) -> None:
+        """Free the sequences of chats that ended; each request's own thread then returns."""
+        for request in [r for r in self.active if r.finished]:
+            self.active.remove(request)
+            self.slot.forget(request.seq)
+            self._done(request)
+
+    def _done(self, request: Request) -> None:
+        request.sampler.close()
+        request.done.set()
+        with self.engine._cond:
+            self.members -= 1
+            self.engine._cond.notify_all()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        engine = self.engine
+        error = exc if isinstance(exc, EngineError) else EngineError(f"llama.cpp failed: {exc}")
+        with engine._cond:
+            pending, self.joining = self.active + self.joining, []
+            self.active = []
+        try:
+            self.slot.forget()
+        except Exception:  # noqa: BLE001 - the context is reset on its next use anyway
+            pass
+        for request in pending:
+            request.error = request.error or error
+            self._done(request)
+        with engine._cond:
+            self.thread = None
+            engine._lane_idle(self)
