@@ -48,7 +48,7 @@ def _ask_together(engine, prompts: list[str], adapter, settings=GREEDY) -> list[
 def test_chats_on_one_adapter_decode_in_one_batch_each_with_its_own_answer(tiny_base, tiny_registry):
     from assistant.engines.llamacpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=5)
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=5, step_mode="batch")
     alpha = tiny_registry.get("alpha")
     alone = [list(engine.generate_ids(engine.tokenize(p), alpha, GREEDY)) for p in PROMPTS[:5]]
     assert len({tuple(a) for a in alone}) > 1  # the questions really get different answers
@@ -56,6 +56,45 @@ def test_chats_on_one_adapter_decode_in_one_batch_each_with_its_own_answer(tiny_
     assert _ask_together(engine, PROMPTS[:5], alpha) == alone
     assert max(sizes) == 5  # all five were decoded in one batch
     assert engine.stats() == {"slots": 1, "free": 1, "busy": 0, "waiting": 0}
+
+
+def test_chats_in_one_lane_taking_turns_each_get_their_own_answer(tiny_base, tiny_registry):
+    """The other way a lane decodes several chats (engines.step_mode): each alone, in turn."""
+    from assistant.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=4, step_mode="turns")
+    beta = tiny_registry.get("beta")
+    alone = [list(engine.generate_ids(engine.tokenize(p), beta, GREEDY)) for p in PROMPTS[:4]]
+    sizes = _count_batches(engine)
+    assert _ask_together(engine, PROMPTS[:4], beta) == alone
+    assert sizes == []  # no batch of several chats
+    assert engine._step_modes.costs() == {}  # a fixed way is not measured
+
+
+def test_measured_chats_use_both_ways_and_keep_their_answers(tiny_base):
+    from assistant.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=3)
+    alone = [list(engine.generate_ids(engine.tokenize(p), None, GREEDY)) for p in PROMPTS[:3]]
+    assert _ask_together(engine, PROMPTS[:3], None) == alone
+    assert set(engine._step_modes.costs()) == {"batch", "turns"}  # each way was measured
+
+
+@pytest.mark.parametrize("costs, step, expected", [
+    ({}, 0, "batch"),  # nothing measured: the batch first
+    ({"batch": 0.02}, 5, "turns"),  # then turns
+    ({"batch": 0.02, "turns": 0.01}, 5, "turns"),  # then the faster
+    ({"batch": 0.01, "turns": 0.02}, 5, "batch"),
+    ({"batch": 0.02, "turns": 0.01}, 63, "batch"),  # and at a probe the other
+    ({"batch": 0.01, "turns": 0.02}, 62, "turns"),
+])
+def test_which_way_a_lane_decodes(costs, step, expected):
+    from assistant.engines.step_mode import StepModeChooser
+
+    chooser = StepModeChooser()
+    for mode, cost in costs.items():
+        chooser.record(mode, cost)
+    assert chooser.choose(step) == expected
 
 
 def test_a_full_lane_makes_the_next_chat_wait_and_another_adapter_takes_its_own_lane(tiny_base, tiny_registry):

@@ -7,11 +7,12 @@ lane on its adapter while it has a free sequence, and otherwise into an idle lan
 (assistant.engines.llamacpp).
 
 A lane's own thread drives it: it evaluates each newcomer's prompt alone (so the prompt's rounding
-never depends on who else is decoding), then decodes one token of every chat per step. A chat that
-is alone drafts (assistant.engines.drafting) as before. Every row of a batch gets the logits it
-would get alone, bit for bit, as long as a batch has at most `rows` rows
-(llama_private.load_model_without_repack; tests/test_batching.py checks it on the embedded base), so
-the same question gets the same greedy answer whoever else is asking.
+never depends on who else is decoding), then decodes one token of every chat per step: all in one
+batch, or each alone in turn (with its draft, engines.drafting), whichever is faster on this
+machine now (engines.step_mode). Every row of a batch gets the logits it would get alone, bit for
+bit, as long as a batch has at most the engine's `rows` rows (llama_private.
+load_model_without_repack; tests/test_batching.py checks it on the embedded base), so the same
+question gets the same greedy answer whoever else is asking, either way.
 
 The requests' own threads (engines.handoff) only wait for the lane to say they are done, so a
 reader that leaves stops its chat at the next step and frees its sequence; the lane's thread ends
@@ -23,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 
-from assistant.engines import EngineError, GenerationSettings, drafting
+from assistant.engines import EngineError, GenerationSettings, drafting, step_mode
 from assistant.engines.llama_slot import Slot
 
 
@@ -130,9 +131,18 @@ class Lane:
             if len(live) == 1:
                 self._step_alone(live[0], threads, switched)
                 return
-            rows = slot.evaluate_rows({r.seq: r.next_token for r in live})
-            for request in live:
-                request.next_token = self._sample(request, rows[request.seq])
+            modes, fixed = self.engine._step_modes, self.engine.step_mode
+            mode = modes.choose(self._steps) if fixed == step_mode.MEASURED else fixed
+            started = time.perf_counter()
+            if mode == step_mode.TURNS:  # each alone, one after another (drafting as alone)
+                for request in live:
+                    self._step_alone(request, threads, switched)
+            else:
+                rows = slot.evaluate_rows({r.seq: r.next_token for r in live})
+                for request in live:
+                    request.next_token = self._sample(request, rows[request.seq])
+            if fixed == step_mode.MEASURED and not switched:  # a step right after a thread switch pays for it
+                modes.record(mode, (time.perf_counter() - started) / len(live))
         except EngineError as exc:
             for request in live:
                 request.error, request.finished = exc, True

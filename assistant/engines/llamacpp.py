@@ -42,6 +42,7 @@ from assistant.engines import EngineError, GenerationSettings, llama_private, op
 from assistant.engines.handoff import threaded_stream
 from assistant.engines.lane import Lane, Request
 from assistant.engines.llama_slot import Slot
+from assistant.engines.step_mode import MEASURED, StepModeChooser
 from assistant.engines.threads import ThreadChooser
 from assistant.prompts import get_format
 
@@ -65,7 +66,8 @@ class LlamaCppEngine:
     name = "llamacpp"
 
     def __init__(self, gguf_path: Path, prompt_format: str = "qa", n_ctx: int = 2048, n_threads: int | None = None,
-                 slots: int | None = None, batch: int = BATCH_ROWS, repack: bool = False):
+                 slots: int | None = None, batch: int = BATCH_ROWS, repack: bool = False,
+                 step_mode: str = MEASURED):
         from llama_cpp import Llama
 
         llama_private.check_version()
@@ -97,6 +99,8 @@ class LlamaCppEngine:
         self._busy = 0  # lanes decoding (or held by next_token_logits)
         self._closing = threading.Event()  # set by close(): every decode ends, no new one starts
         self._chooser = ThreadChooser()  # one thread or all of them, whichever decodes faster now
+        self.step_mode = step_mode  # a lane's several chats: in one batch, in turns, or whichever is faster
+        self._step_modes = StepModeChooser()
 
     # lanes ------------------------------------------------------------------------------------
     def _admit(self, request: Request) -> None:
