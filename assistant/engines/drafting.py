@@ -18,7 +18,8 @@ from __future__ import annotations
 
 MAX_NGRAM = 3  # the longest run of generated tokens looked up in the draft
 MIN_NGRAM = 2  # one matching token is not enough: measured, it kept about one proposed token in three
-MOST_PROPOSED = 10  # draft tokens evaluated in one batch at most (more is wasted when the model leaves the draft)
+MOST_PROPOSED = 10  # draft tokens evaluated in one batch at most (more is wasted when the model leaves the draft);
+# the llama.cpp engine proposes fewer, BATCH_ROWS - 1, so a batch never changes a logit (engines.lane)
 
 # Why not every match: each proposed token costs its share of the batch, and the 262k-word output layer,
 # most of this model's weights, is computed for every proposed position. In one batch of 11 tokens each

@@ -93,10 +93,12 @@ class Lane:
             request.finished = True
             return
         try:
-            if len(self.active) == 1:  # alone: the adapter may be switched (it clears the cache)
-                if slot.set_adapter(request.adapter_key, request.handle):
-                    with engine._cond:
-                        engine.switches += 1
+            # A lane only ever holds chats on one adapter (engines.llamacpp._place), so when the
+            # context has another one, no chat here has been evaluated yet: switching (which clears
+            # the cache) loses nothing.
+            if slot.set_adapter(request.adapter_key, request.handle):
+                with engine._cond:
+                    engine.switches += 1
             slot.set_threads(engine._chooser.choose(most, 0))
             slot.prepare(request.tokens, request.seq)
             request.next_token = self._sample(request, -1)

@@ -104,12 +104,13 @@ class LlamaServer:
         cmd = [str(self.binary), "-m", str(self.gguf_path), "--host", self.host, "--port", str(self.port),
                "--parallel", str(self.parallel), "-c", str(self.n_ctx * self.parallel),
                "-t", str(self.threads), "-tb", str(self.threads), "--no-webui",
-               # As the in-process engine computes (llama-cpp-python's defaults), so greedy answers
-               # are the same token for token: flash attention off, 512-token prompt batches, and
-               # a full-size sliding-window cache. Without --swa-full the server checkpoints the
-               # context and evaluates the prompt in two parts, whose other rounding changed the
-               # real base's answer to "What is the capital of Xylandia?" at its 13th token.
-               "--flash-attn", "off", "-b", "512", "-ub", "512", "--swa-full",
+               # As the in-process engine computes, so greedy answers are the same token for
+               # token: flash attention off, 512-token prompt batches, weights not repacked
+               # (llama_private.load_model_without_repack), and a full-size sliding-window cache.
+               # Without --swa-full the server checkpoints the context and evaluates the prompt in
+               # two parts, whose other rounding changed the real base's answer to "What is the
+               # capital of Xylandia?" at its 13th token.
+               "--flash-attn", "off", "-b", "512", "-ub", "512", "--no-repack", "--swa-full",
                # Warnings and errors only: at its default it logs every request, and an app that
                # runs for months must not fill the disk (extra_args "-lv 3" brings the timings back).
                "--log-verbosity", "2"]
