@@ -13,9 +13,17 @@ from __future__ import annotations
 
 import threading
 
-PERIOD = 96  # tokens between probes of the other thread count (a probe costs ~3% of idle speed)
+PERIOD = 96  # tokens between probes of the other thread count, when both are about as fast
+MOST_STRETCH = 8  # the most the period is stretched for an other count that is much slower
 PROBE = 3  # tokens decoded with the other count per probe (the first one after a switch is not timed)
 WEIGHT = 0.3  # weight of a new measurement in the moving average
+
+
+def probe_period(slower: float) -> int:
+    """Tokens between probes when the other count takes `slower` times as long a token: stretched
+    in proportion, so probing costs about the same share of time however slow the other count is
+    (beside two busy programs a two-thread token took up to 5x a one-thread token here)."""
+    return PERIOD * max(1, min(MOST_STRETCH, round(slower)))
 
 
 class ThreadChooser:
@@ -37,7 +45,8 @@ class ThreadChooser:
             return 1 if token_index % PERIOD >= PERIOD - PROBE else most
         best = min(known, key=known.get)
         other = 1 if best == most else most
-        return other if token_index % PERIOD >= PERIOD - PROBE else best
+        period = probe_period(known[other] / known[best])
+        return other if token_index % period >= period - PROBE else best
 
     def record(self, threads: int, seconds: float) -> None:
         """One token's time with `threads` (not the first after a switch: that one pays the change)."""
