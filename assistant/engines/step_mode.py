@@ -12,36 +12,23 @@ PERIOD steps the other one is tried for PROBE steps, so a change in the machine'
 
 from __future__ import annotations
 
-import threading
+from assistant.engines.threads import MovingCosts
 
 BATCH, TURNS, MEASURED = "batch", "turns", "measured"  # MEASURED: whichever is faster now
 PERIOD = 64  # steps between probes of the other way
 PROBE = 2  # steps decoded the other way per probe
-WEIGHT = 0.3  # weight of a new measurement in the moving average
 
 
-class StepModeChooser:
-    """Shared by an engine's lanes: the machine is the same for all of them."""
-
-    def __init__(self):
-        self._cost: dict[str, float] = {}  # mode -> seconds per token (moving average)
-        self._lock = threading.Lock()
+class StepModeChooser(MovingCosts):
+    """Shared by an engine's lanes: the machine is the same for all of them. The ways are BATCH
+    and TURNS, recorded as a step's time per chat."""
 
     def choose(self, step: int) -> str:
         """The way to decode step `step` of a lane with several chats."""
-        with self._lock:
-            known = dict(self._cost)
+        known = self.costs()
         for mode in (BATCH, TURNS):  # each way is measured before either is preferred
             if mode not in known:
                 return mode
         best = min(known, key=known.get)
         return (TURNS if best == BATCH else BATCH) if step % PERIOD >= PERIOD - PROBE else best
 
-    def record(self, mode: str, seconds_per_token: float) -> None:
-        with self._lock:
-            old = self._cost.get(mode)
-            self._cost[mode] = seconds_per_token if old is None else (1 - WEIGHT) * old + WEIGHT * seconds_per_token
-
-    def costs(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._cost)

@@ -26,19 +26,33 @@ def probe_period(slower: float) -> int:
     return PERIOD * max(1, min(MOST_STRETCH, round(slower)))
 
 
-class ThreadChooser:
-    """Shared by an engine's decodes: the machine's load is the same for all of them."""
+class MovingCosts:
+    """Seconds per token of each way to decode (a moving average), shared by threads."""
 
     def __init__(self):
-        self._cost: dict[int, float] = {}  # threads -> seconds per token (moving average)
+        self._cost: dict = {}
         self._lock = threading.Lock()
+
+    def record(self, way, seconds: float) -> None:
+        with self._lock:
+            old = self._cost.get(way)
+            self._cost[way] = seconds if old is None else (1 - WEIGHT) * old + WEIGHT * seconds
+
+    def costs(self) -> dict:
+        with self._lock:
+            return dict(self._cost)
+
+
+class ThreadChooser(MovingCosts):
+    """Shared by an engine's decodes: the machine's load is the same for all of them. The ways
+    are thread counts, recorded after each token (not the first after a switch: that one pays
+    the change)."""
 
     def choose(self, most: int, token_index: int) -> int:
         """Threads for the next token of a decode allowed `most` threads."""
         if most <= 1:
             return 1
-        with self._lock:
-            known = {n: c for n, c in self._cost.items() if n in (1, most)}
+        known = {n: c for n, c in self.costs().items() if n in (1, most)}
         if most not in known:
             return most
         if 1 not in known:
@@ -47,13 +61,3 @@ class ThreadChooser:
         other = 1 if best == most else most
         period = probe_period(known[other] / known[best])
         return other if token_index % period >= period - PROBE else best
-
-    def record(self, threads: int, seconds: float) -> None:
-        """One token's time with `threads` (not the first after a switch: that one pays the change)."""
-        with self._lock:
-            old = self._cost.get(threads)
-            self._cost[threads] = seconds if old is None else (1 - WEIGHT) * old + WEIGHT * seconds
-
-    def costs(self) -> dict[int, float]:
-        with self._lock:
-            return dict(self._cost)
