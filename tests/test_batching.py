@@ -110,9 +110,13 @@ def test_a_full_lane_makes_the_next_chat_wait_and_another_adapter_takes_its_own_
     _held_lanes(engine, gate)
     from tiny import wait_for
 
-    streams = [engine.generate_ids(engine.tokenize(p), a, GREEDY) for p, a in plan]
-    wait_for(lambda: engine.stats()["waiting"] == 1, timeout=30, what="the fifth chat to wait")
-    assert sorted(lane.members for lane in engine._lanes) == [0, 2, 2]
+    streams = []
+    for i, (prompt, adapter) in enumerate(plan):  # one at a time: where a request goes depends on who came first
+        streams.append(engine.generate_ids(engine.tokenize(prompt), adapter, GREEDY))
+        wait_for(lambda n=i + 1: sum(lane.members for lane in engine._lanes) + engine.stats()["waiting"] == n,
+                 timeout=30, what=f"request {i + 1} to be placed or waiting")
+    assert engine.stats()["waiting"] == 1  # the third alpha chat: both lanes are busy, alpha's is full
+    assert sorted((lane.members, lane.key) for lane in engine._lanes if lane.members) == [(2, alpha.key), (2, beta.key)]
     gate.set()
     assert [list(s) for s in streams] == alone
     assert engine.stats() == {"slots": 2, "free": 2, "busy": 0, "waiting": 0}
