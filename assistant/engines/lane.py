@@ -1,9 +1,11 @@
-"""A lane: one context of the llama.cpp engine and the chats decoding in it together, one batch a step.
+"""A lane: one context of the llama.cpp engine and the chats decoding in it together, a token each a step.
 
-Decoding a 270M model on a CPU is bound by reading its weights, so the next tokens of several chats
-cost little more in one `llama_decode` call than one chat's token alone. All chats in a lane use
-the lane's adapter (llama.cpp applies adapters per context); the engine puts a request into a busy
-lane on its adapter while it has a free sequence, and otherwise into an idle lane
+Where decoding is bound by reading the weights, the next tokens of several chats cost little more
+in one `llama_decode` call than one chat's token alone; where it is bound by arithmetic (2 cores
+and the 270M base, measured) they cost as much, and giving every chat a token a step is what
+counts: nobody waits for a whole answer before theirs starts. All chats in a lane use the lane's
+adapter (llama.cpp applies adapters per context); the engine puts a request into an idle lane
+while fewer than `slots` decode, and otherwise into a busy lane on its adapter with a free sequence
 (assistant.engines.llamacpp).
 
 A lane's own thread drives it: it evaluates each newcomer's prompt alone (so the prompt's rounding
@@ -15,8 +17,8 @@ load_model_without_repack; tests/test_batching.py checks it on the embedded base
 question gets the same greedy answer whoever else is asking, either way.
 
 The requests' own threads (engines.handoff) only wait for the lane to say they are done, so a
-reader that leaves stops its chat at the next step and frees its sequence; the lane's thread ends
-when its last chat does.
+reader that leaves stops its chat at the next step and frees its sequence; the lane's thread
+stays while the lane is busy and IDLE_S after (see Lane.start).
 """
 
 from __future__ import annotations

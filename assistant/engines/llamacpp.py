@@ -1,11 +1,12 @@
 """llama.cpp engine: the 4-bit GGUF base loaded once, many chats at once, adapters per request.
 
 One `llama_model` holds the weights; each context (a lane, engines.lane) holds the KV streams of up
-to `batch` chats on one adapter, decoded together one batch per step, so chats on the same adapter
-share the reading of the weights. `slots` lanes (default: one per core) decode at once, each with
-the adapter its chats chose, so chats on different adapters share the cores. A request joins a
-busy lane on its adapter that has room, else takes an idle lane, else waits (first come, first
-served); the app keeps its own bounded queue in front of this, which shows each user their place.
+to `batch` chats on one adapter, each of which gets a token every step (in one batch or in turn,
+whichever is faster: engines.step_mode). `slots` lanes (default: one per core) decode at once, each
+with the adapter its chats chose, so chats on different adapters share the cores. A request takes
+an idle lane while fewer than `slots` decode, else joins a busy lane on its adapter that has room,
+else waits (first come, first served); the app keeps its own bounded queue in front of this, which
+shows each user their place.
 
 A lane belongs to its own thread, never to a consumer: each request's thread only waits while the
 lane decodes its chat to the end (or until cancelled), handing tokens to the caller's iterator
@@ -57,8 +58,9 @@ SPARE_CONTEXTS = 1
 
 # Chats decoded in one batch at most. A row's logits are bit-identical to decoding it alone up to 7
 # rows and differ from 8 (embedded base, weights not repacked, 2 threads, AVX-512; measured and
-# checked in tests/test_batching.py), so a greedy answer never depends on who else is asking. 8
-# chats in one batch decoded at 1.78x the rate of one after another (4 chats: 1.24x), measured.
+# checked in tests/test_batching.py), so a greedy answer never depends on who else is asking. One
+# decode step on one thread took 13.6 ms for 1 row and 124 ms for 7 (benchmarks/serve.py has the
+# aggregate rates): batching pays here only through the first-token wait, not the total speed.
 BATCH_ROWS = 7
 
 
