@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 
 import httpx
@@ -88,7 +88,7 @@ class ServerEngine:
                     raise EngineError(f"llama-server at {self.server.url} is unreachable: {exc}") from exc
                 time.sleep(RETRY_PAUSE_S)
         if response.status_code != 200:
-            raise EngineError(f"llama-server refused {path} ({response.status_code}): {_message(response.text)}")
+            raise EngineError(f"llama-server refused {path} ({response.status_code}): {server_message(response.text)}")
         return response.json()
 
     # the engine interface ---------------------------------------------------------------------------
@@ -140,23 +140,11 @@ class ServerEngine:
         return self._stream(list(prompt_ids), lora, settings)
 
     def _stream(self, prompt: list[int], lora: list[dict], settings: GenerationSettings) -> Iterator[int]:
-        given: list[int] = []
-        for attempt in range(RESUMES + 1):
-            body = self._body(prompt + given, lora, settings, settings.max_tokens - len(given))
-            try:
-                # closing(): a reader that closes this generator closes the HTTP stream at once,
-                # and llama-server then cancels the task and frees its slot.
-                with closing(self._request(body)) as tokens:
-                    for token in tokens:
-                        given.append(token)
-                        yield token
-                return
-            except (httpx.TransportError, _Truncated) as exc:  # the server died (or was killed) under us
-                if attempt == RESUMES:
-                    raise EngineError(f"llama-server stopped answering: {exc}") from exc
-                if len(given) >= settings.max_tokens:
-                    return
-                time.sleep(RETRY_PAUSE_S)
+        # closing() in resuming(): a reader that closes this generator closes the HTTP stream at
+        # once, and llama-server then cancels the task and frees its slot.
+        return resuming(lambda given: self._request(self._body(prompt + given, lora, settings,
+                                                               settings.max_tokens - len(given))),
+                        settings.max_tokens, "llama-server")
 
     def _body(self, prompt: list[int], lora: list[dict], settings: GenerationSettings, n_predict: int) -> dict:
         greedy = settings.temperature <= 0
@@ -170,14 +158,14 @@ class ServerEngine:
         with self._client.stream("POST", url + "/completion", json=body) as response:
             if response.status_code != 200:
                 raise EngineError(f"llama-server refused the request ({response.status_code}): "
-                                  f"{_message(response.read().decode(errors='replace'))}")
+                                  f"{server_message(response.read().decode(errors='replace'))}")
             seen = 0
             for line in response.iter_lines():
                 if not line.startswith("data: "):
                     continue  # blank separators, pings
                 chunk = json.loads(line[6:])
                 if "error" in chunk:
-                    raise EngineError(f"llama-server failed: {_message(json.dumps(chunk))}")
+                    raise EngineError(f"llama-server failed: {server_message(json.dumps(chunk))}")
                 tokens = chunk.get("tokens") or []
                 predicted = chunk.get("tokens_predicted", seen + len(tokens))
                 if predicted > seen + len(tokens):
@@ -190,7 +178,7 @@ class ServerEngine:
                     yield token
                 if chunk.get("stop"):
                     return
-        raise _Truncated("the stream ended before its last chunk")
+        raise Truncated("the stream ended before its last chunk")
 
     def _recover(self, chunk: dict, count: int) -> list[int]:
         """The ids of `count` held-back byte tokens before the chunk's token, if its text gives them."""
@@ -221,11 +209,30 @@ def control_token_ids(gguf_path) -> frozenset[int]:
         llama_cpp.llama_model_free(model)
 
 
-class _Truncated(Exception):
+class Truncated(Exception):
     """The stream ended without its final chunk: the server went away mid-answer."""
 
 
-def _message(text: str) -> str:
+def resuming(open_stream: Callable[[list[int]], Iterator[int]], max_tokens: int, who: str) -> Iterator[int]:
+    """The tokens of `open_stream(given)`, sent again for what remains (prompt + the tokens already
+    given) when the server dies under it and comes back, so the reader sees one unbroken answer."""
+    given: list[int] = []
+    for attempt in range(RESUMES + 1):
+        try:
+            with closing(open_stream(given)) as tokens:
+                for token in tokens:
+                    given.append(token)
+                    yield token
+            return
+        except (httpx.TransportError, Truncated) as exc:
+            if attempt == RESUMES:
+                raise EngineError(f"{who} stopped answering: {exc}") from exc
+            if len(given) >= max_tokens:
+                return
+            time.sleep(RETRY_PAUSE_S)
+
+
+def server_message(text: str) -> str:
     try:
         data = json.loads(text)
     except ValueError:
