@@ -48,7 +48,7 @@ def test_adapters_are_matched_by_their_bytes_else_by_name_and_version(tmp_path):
 @pytest.mark.parametrize("url, kind, message", [
     (None, "llama-server", "needs --server-url"),
     ("http://127.0.0.1:9", "llama-server", "unreachable"),
-    ("http://127.0.0.1:9", "vllm", "not supported yet"),
+    ("http://127.0.0.1:9", "tgi", "not one we speak"),
 ])
 def test_a_server_that_cannot_be_used_is_a_clear_error(tiny_base, url, kind, message):
     with pytest.raises(EngineError, match=message):

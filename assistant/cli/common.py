@@ -15,7 +15,8 @@ def open_assistant(args):
 
     options = {"quant": args.quant} if args.engine == "hf" else {}
     if args.engine == "server":
-        options = {"server_url": getattr(args, "server_url", None), "server_kind": getattr(args, "server_kind", None)}
+        options = {"server_url": getattr(args, "server_url", None), "server_kind": getattr(args, "server_kind", None),
+                   "server_path_map": getattr(args, "server_path_map", None)}
     return Assistant.open(args.base, engine=args.engine, data_dir=args.data_dir, **options)
 
 

@@ -8,7 +8,7 @@
 `adapter` is a registry `Adapter` or None for the bare base. Engines know nothing of
 conversations, prompt formats' meaning, grounding or labels: the answer service (assistant.service,
 assistant.answer) renders the prompt, cuts the answer at its stops and labels it. The interface is
-narrow on purpose: a later engine can speak to a multi-LoRA server (vLLM, llama.cpp server)
+narrow on purpose: the server engines speak to a multi-LoRA server (llama-server, vLLM)
 through the same calls.
 """
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from assistant.registry import Adapter
 
 ENGINES = ("llamacpp", "hf", "llama-server", "server")
-SERVER_KINDS = ("llama-server",)  # what `--engine server` can speak to (vLLM: not yet)
+SERVER_KINDS = ("llama-server", "vllm")  # what `--engine server` can speak to
 
 
 class EngineError(Exception):
@@ -90,5 +90,6 @@ def create_engine(name: str, base, adapters=(), **options) -> Engine:
     if name == "server":
         from assistant.engines.remote import connect
 
-        return connect(options.get("server_url"), options.get("server_kind") or "llama-server", base, adapters)
+        return connect(options.get("server_url"), options.get("server_kind") or "llama-server", base, adapters,
+                       path_map=options.get("server_path_map"))
     raise EngineError(f"unknown engine '{name}' (choose from: {', '.join(ENGINES)})")

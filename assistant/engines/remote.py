@@ -20,13 +20,18 @@ from assistant.fsutil import sha256_file_cached
 CONNECT_TIMEOUT = httpx.Timeout(10.0)
 
 
-def connect(url: str | None, kind: str, base, adapters=()):
-    """A ServerEngine on the server at `url`, its lora ids matched to `adapters`; EngineError saying
-    what is wrong (no URL, unreachable, another base, a kind we do not speak)."""
+def connect(url: str | None, kind: str, base, adapters=(), path_map: str | None = None):
+    """An engine on the server at `url`, its adapters matched to `adapters`; EngineError saying
+    what is wrong (no URL, unreachable, another base, a kind we do not speak). `path_map`: vLLM only
+    (assistant.engines.vllm), where the server reads this app's adapters."""
     from assistant.engines.server import FixedServer, ServerEngine
 
     if kind not in SERVER_KINDS:
-        raise EngineError(f"--server-kind {kind} is not supported yet (supported: {', '.join(SERVER_KINDS)})")
+        raise EngineError(f"--server-kind {kind} is not one we speak (choose from: {', '.join(SERVER_KINDS)})")
+    if kind == "vllm":
+        from assistant.engines import vllm
+
+        return vllm.connect(url, base, adapters, path_map=path_map)
     if not url:
         raise EngineError("--engine server needs --server-url (for example http://127.0.0.1:8080)")
     url = url.rstrip("/")
