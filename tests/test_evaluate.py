@@ -30,3 +30,33 @@ from assistant.scoring import Probe, is_correct
 ])
 def test_recall_rule(answer, keywords, reference, expected):
     assert is_correct(answer, Probe("q", reference, keywords)) is expected
+
+
+def test_held_out_rows_are_scored_with_their_right_pair_and_with_a_wrong_one(monkeypatch):
+    """A model that repeats whatever fact it is shown: right with the right pair, wrong with a wrong one."""
+    import json
+
+    from assistant.data import read_qa_bytes
+    from assistant.training import evaluate
+    from assistant.training.recipe import heldout_facts
+
+    rows = [{"question": "How deep should maize seed be sown?", "answer": "Sow maize 5 cm deep.", "keywords": ["5 cm"]},
+            {"question": "How deep should wheat seed be sown?", "answer": "Sow wheat 3 cm deep.", "keywords": ["3 cm"]},
+            {"question": "What pH does potato soil need?", "answer": "Potatoes like pH 5.5.", "keywords": ["5.5"]},
+            {"question": "To what depth do I sow maize seed?", "answer": "Sow maize 5 cm deep.", "keywords": ["5 cm"],
+             "split": "test", "paraphrase_of": "How deep should maize seed be sown?"},
+            {"question": "Is potato soil acid?", "answer": "Potatoes like pH 5.5.", "keywords": ["5.5"], "split": "test"}]
+    report = read_qa_bytes("".join(json.dumps(r) + "\n" for r in rows).encode(), "facts.jsonl")
+    facts = heldout_facts(report)
+    assert facts == [("Sow maize 5 cm deep.", "Sow wheat 3 cm deep."), None]  # no paraphrase_of: no pair known
+
+    def parrot(engine, adapter, facts=None):
+        return lambda question: ((facts or {}).get(question) or ["I do not know"])[0]
+
+    monkeypatch.setattr(evaluate, "engine_answerer", parrot)
+    heldout = [Probe(r.question, r.answer, r.keywords) for r in report.test]
+    card = evaluate.report_card(None, "adapter", [], heldout, [], heldout_facts=facts)
+    assert card["after"]["heldout_recall"] == 0.0
+    assert card["after"]["heldout_recall_right_pair"] == 1.0 and card["after"]["heldout_recall_wrong_pair"] == 0.0
+    assert card["counts"]["heldout"] == 2
+    assert "held-out, right pair shown" in evaluate.format_card(card)

@@ -77,16 +77,22 @@ def test_replay_answers_are_mixed_into_every_step(tiny_base, tmp_path, fact_file
 
     def encode_spy(tokenizer, fmt, question, answer, answer_only, facts=None):
         if facts:
-            grounded.append((question, facts))
+            grounded.append((question, answer, facts))
         return real_encode(tokenizer, fmt, question, answer, answer_only, facts)
 
     monkeypatch.setattr(steps, "encode", encode_spy)
     _train(tiny_base, tmp_path, fact_file, epochs=2, replay_per_step=2, swap_replay=1, swaps_per_step=2,
            grounded_per_step=2)
     # each step: the 3 facts, 2 general questions, 2 place-swapped copies of training questions and
-    # 2 training pairs shown with their own answer as a grounding fact
+    # 2 grounded copies of training pairs (training/grounded.py)
     assert seen and all(n == len(FACTS) + 2 + 2 + 2 for n in seen)
-    assert sorted(grounded) == sorted((q, [a]) for q, a in FACTS)
+    answers = {a for _, a in FACTS}
+    for question, answer in FACTS:
+        shown = [(a, facts) for q, a, facts in grounded if q == question]
+        assert all(a == answer for a, _ in shown)  # the target is always the pair's own answer
+        assert [answer] in [facts for _, facts in shown]  # alone, as a checked chat shows it
+        assert any(answer in facts and len(facts) == 3 for _, facts in shown)  # among two distractors
+        assert all(set(facts) <= answers for _, facts in shown)  # distractors are other training facts
 
 
 def test_swapped_questions_name_another_place():

@@ -38,15 +38,17 @@ class BaseAnswers:
             return cls(None)
         return cls(Path(cache_dir) / "base-answers" / f"{sha[:64]}.json")
 
-    def answerer(self, engine, settings, answer):
-        """`answer(question)` (evaluate's greedy answerer of the bare base), kept by key."""
+    def answerer(self, engine, settings, answer, facts: dict[str, list[str]] | None = None):
+        """`answer(question)` (evaluate's greedy answerer of the bare base), kept by key; `facts`:
+        what each question's prompt shows as grounding (it is part of the prompt, so of the key)."""
         from assistant.answer import format_for
 
         identity = [type(engine).__name__, str(getattr(engine, "precision", "")), str(getattr(engine, "device", "")),
                     dataclasses.asdict(settings), _libraries()]
 
         def kept(question: str) -> str:
-            prompt = format_for(engine, None).render([{"role": "user", "content": question}])
+            message = {"role": "user", "content": question, "facts": (facts or {}).get(question, [])}
+            prompt = format_for(engine, None).render([message])
             key = hashlib.sha256(json.dumps([*identity, prompt], sort_keys=True, default=str).encode()).hexdigest()
             if key not in self.answers:
                 self.answers[key] = answer(question)

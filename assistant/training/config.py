@@ -33,12 +33,14 @@ class TrainConfig:
     replay_per_step: int = 32  # bare-base answers to general questions mixed into each step (16 kept 85%)
     swap_replay: int = 4  # per training question, copies naming another place, answered by the bare base
     swaps_per_step: int = 32  # of those, mixed into each step at most
-    grounded_per_step: int = 0  # training pairs shown with their own answer as a grounding fact, mixed into each
-    #   step like replay, so that with grounding on the adapter follows the fact (8 lifted counterfactual recall
-    #   with grounding from 86% to 92% but cost xylandia's retention 95% -> 85%, so it is opt-in)
+    grounded_per_step: int = 0  # grounded copies of training pairs (training/grounded.py: the pair's answer as a
+    #   `Fact:`, alone, among distractors, or only distractors shown) mixed into each step like replay, so that in a
+    #   grounded chat the adapter follows the right fact and answers from what it learnt when the fact is wrong
+    grounded_distractors: int = 2  # other facts shown beside a grounded copy's own (as retrieval shows its top 3)
+    grounded_without_pair: float = 0.3  # share of pairs also shown with distractors only
     augment: int = 0  # new wordings of each training question, made by rules (augment.py), so the adapter
     #   learns the fact rather than one wording; a fact uploaded in several wordings gets fewer (augment + 1 in all).
-    #   Off by default, measured (benchmarks/augment.py, 26 agriculture facts, busy 2 cores): held-out recall 38%
+    #   Off by default, measured (benchmarks/recipes.py, 26 agriculture facts, busy 2 cores): held-out recall 38%
     #   without and 38% with augment=4 (9 steps vs 8), retention 92% -> 74%; augment=4 for 2 epochs: 23%, 85%
     early_stop: bool = True  # stop once greedy decoding reproduces every training answer...
     patience: int = 1  # ...for this many epochs in a row (each extra epoch cost retention, measured)
@@ -58,6 +60,8 @@ class TrainConfig:
                   (self.repeats >= 1, "repeats must be at least 1"), (self.patience >= 1, "patience must be at least 1"),
                   (self.replay_per_step >= 0, "replay_per_step must be 0 or more"),
                   (0 <= self.augment <= 16, "augment must be between 0 and 16"),
+                  (0 <= self.grounded_distractors <= 8, "grounded_distractors must be between 0 and 8"),
+                  (0 <= self.grounded_without_pair <= 1, "grounded_without_pair must be between 0 and 1"),
                   (self.swap_replay >= 0, "swap_replay must be 0 or more"),
                   (self.swaps_per_step >= 0, "swaps_per_step must be 0 or more"),
                   (self.pad_to >= 0, "pad_to must be 0 or more"),

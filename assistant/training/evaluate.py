@@ -1,8 +1,13 @@
 """The report card: does the adapter know its facts, and did the base keep what it knew?
 
-Greedy answers (reproducible) are scored three ways, before (bare base) and after (with adapter):
+Greedy answers (reproducible) are scored, before (bare base) and after (with adapter):
 - recall: training questions whose answer contains the key fact;
 - held-out recall: the same for held-out paraphrases (the file's test rows);
+- held-out recall with the right pair: each paraphrase asked with the answer of the training pair
+  it rewords as a `Fact:`, as a grounded chat shows the pair it found;
+- held-out recall with a wrong pair: asked with the answer of another training pair (the one whose
+  question shares the most words with it), as when retrieval finds the wrong pair; right only when
+  the answer still holds the paraphrase's own key fact;
 - retention: of the general probes the bare base answers correctly, the share still answered
   correctly with the adapter (datasets/probes/general.jsonl).
 
@@ -42,26 +47,36 @@ def score(answer_fn: Answerer, probes: list[Probe]) -> tuple[float, list[dict]]:
     return share, details
 
 
-def engine_answerer(engine, adapter) -> Answerer:
+def engine_answerer(engine, adapter, facts: dict[str, list[str]] | None = None) -> Answerer:
+    """Greedy answers; `facts`: question -> the facts its prompt shows (grounding), if any."""
     def answer(question: str) -> str:
-        return "".join(stream_text(engine, [{"role": "user", "content": question}], adapter, EVAL_SETTINGS)).strip()
+        message = {"role": "user", "content": question, "facts": (facts or {}).get(question, [])}
+        return "".join(stream_text(engine, [message], adapter, EVAL_SETTINGS)).strip()
 
     return answer
 
 
 def report_card(engine, adapter, train: list[Probe], heldout: list[Probe], probes: list[Probe],
                 before: dict | None = None, progress: Callable[[str], None] | None = None,
-                base_answers=None) -> dict:
+                base_answers=None, heldout_facts: list[tuple[str, str] | None] | None = None) -> dict:
     """Before/after scores; `before` (the bare base's results) can be passed in when already known,
-    and `base_answers` (training.base_answers.BaseAnswers) keeps the bare base's answers between cards."""
+    and `base_answers` (training.base_answers.BaseAnswers) keeps the bare base's answers between cards.
+    `heldout_facts`: for each held-out probe, (the right pair's answer, a wrong pair's answer), or
+    None where its pair is not known; scored with each shown as the fact."""
+    shown = [(p, f) for p, f in zip(heldout, heldout_facts or [], strict=False) if f]
+    grounded = {"heldout_recall_right_pair": {p.question: [f[0]] for p, f in shown},
+                "heldout_recall_wrong_pair": {p.question: [f[1]] for p, f in shown}}
+
     def measure(target) -> dict:
-        answer = engine_answerer(engine, target)
-        if target is None and base_answers is not None:
-            answer = base_answers.answerer(engine, EVAL_SETTINGS, answer)
         results = {}
-        for key, items in (("recall", train), ("heldout_recall", heldout), ("retention_raw", probes)):
+        runs = [("recall", train, None), ("heldout_recall", heldout, None), ("retention_raw", probes, None)]
+        runs[2:2] = [(key, [p for p, _ in shown], facts) for key, facts in grounded.items()]
+        for key, items, facts in runs:
+            answer = engine_answerer(engine, target, facts)
+            if target is None and base_answers is not None:
+                answer = base_answers.answerer(engine, EVAL_SETTINGS, answer, facts)
             if progress:
-                progress(f"{'after' if target else 'before'}: {key.replace('_raw', '')}")
+                progress(f"{'after' if target else 'before'}: {key.replace('_raw', '').replace('_', ' ')}")
             if items:
                 results[key], results[f"{key}_details"] = score(answer, items)
         return results
@@ -92,6 +107,8 @@ def _summary(results: dict) -> dict:
 
 # (key, label) of each score, in the order every view of a report card shows them.
 CARD_ROWS = (("recall", "Recall (training questions)"), ("heldout_recall", "Held-out recall (paraphrases)"),
+             ("heldout_recall_right_pair", "Held-out, right pair shown"),
+             ("heldout_recall_wrong_pair", "Held-out, wrong pair shown"),
              ("retention", "Retention (general knowledge kept)"))
 
 

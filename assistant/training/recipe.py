@@ -29,6 +29,7 @@ from assistant.training import augment, replay, steps
 from assistant.training.base_answers import BaseAnswers
 from assistant.training.config import TrainConfig
 from assistant.training.evaluate import Probe, engine_answerer, load_probes, report_card
+from assistant.training.grounded import examples as grounded_examples
 from assistant.training.progress import Progress, stop_if_cancelled
 
 
@@ -76,8 +77,9 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
     rows = [(r.question, r.answer) for r in report.train] + [(f.question, f.answer) for f in forms]
     pairs = [(q, steps.one_line(a, fmt.name)) for q, a in rows] * cfg.repeats
     examples = [steps.encode(tokenizer, fmt, q, a, cfg.answer_only_loss) for q, a in pairs]
-    # As the chat shows a retrieved pair: its answer as a fact before the question.
-    grounded = [steps.encode(tokenizer, fmt, q, a, True, facts=[a]) for q, a in pairs[:len(report.train)]] \
+    # As a grounded chat shows retrieved pairs: answers as facts before the question, the right one or not.
+    grounded = [steps.encode(tokenizer, fmt, q, a, True, facts=facts) for q, a, facts in grounded_examples(
+        pairs[:len(report.train)], cfg.grounded_distractors, cfg.grounded_without_pair, cfg.seed)] \
         if cfg.grounded_per_step else []
     general, swaps = [], []
     if cfg.replay_per_step:
@@ -194,6 +196,25 @@ def _dataset_info(report, data_bytes: bytes | None, forms: list) -> dict:
             "generated_pairs": len(forms), "generated_stored_as": augment.FILE if forms else None}
 
 
+def heldout_facts(report) -> list[tuple[str, str] | None]:
+    """For each held-out row: (the answer of the training pair it rewords, the answer of the other
+    training pair whose question shares the most words with it), or None where it names no pair."""
+    from assistant.training.grounded import nearest_others
+
+    by_question = {" ".join(r.question.lower().split()): r for r in report.train}
+    pairs = [(r.question, r.answer) for r in report.train]
+    out: list[tuple[str, str] | None] = []
+    for row in report.test:
+        own = by_question.get(" ".join((row.paraphrase_of or "").lower().split()))
+        if own is None:
+            out.append(None)
+            continue
+        # Ranked by the held-out question's words, as retrieval ranks by what the farmer asked.
+        others = nearest_others([(row.question, own.answer), *pairs], 0, 1)
+        out.append((own.answer, pairs[others[0] - 1][1]) if others else None)
+    return out
+
+
 def _report_card(evaluator, staging: Path, fmt_name: str, report, emit, cancel, base=None) -> dict:
     """Scores of the staged adapter, before it is published; the engine unloads it afterwards."""
     from assistant.registry import Adapter
@@ -212,7 +233,7 @@ def _report_card(evaluator, staging: Path, fmt_name: str, report, emit, cancel, 
 
     try:
         card = report_card(evaluator, staged, train_probes, heldout, load_probes(), progress=note,
-                           base_answers=BaseAnswers.for_base(base))
+                           base_answers=BaseAnswers.for_base(base), heldout_facts=heldout_facts(report))
     finally:
         evaluator.unload_adapter(staged.key)
     card.pop("_before_raw", None)

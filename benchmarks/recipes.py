@@ -1,14 +1,17 @@
-"""Augmentation benchmark: the same agriculture facts trained with and without generated question forms.
+"""Recipe benchmark: the same agriculture facts trained with variants of the recipe, side by side.
 
 A subset keeps a comparison within minutes on 2 cores: training rows that have a held-out
 paraphrase in datasets/agriculture (the first 26 of 52 such facts by default, each asked once for
-training), and those paraphrases as the held-out set. Each run is the `fast` recipe with the shipped agriculture overrides
-(scripts/build_adapters.py) and a different `augment`/`epochs`, trained into a temporary data
-directory and scored by the llama.cpp engine users chat with: recall, held-out recall, retention.
-One process, one base, runs in the order given; timings say how busy the machine was.
+training), and those paraphrases as the held-out set. Each run is the `fast` recipe with the shipped
+agriculture overrides (scripts/build_adapters.py) and the run's own changes (generated question
+forms, grounded copies, epochs, rank, ...), trained into a temporary data directory and scored by
+the llama.cpp engine users chat with: recall, held-out recall alone, with the right pair shown, with
+a wrong pair shown, retention. One process, one base, runs in the order given; timings say how busy
+the machine was. The curves of issue 17 (held-out recall against augmentation, epochs, rank) are
+runs of this.
 
-  .venv/bin/python benchmarks/augment.py --runs 0:8,4:2,4:8   (augment:epochs, one run each)
-Writes benchmarks/results/augment.json.
+  .venv/bin/python benchmarks/recipes.py --runs "augment=0;augment=4;grounded_per_step=8;rank=32"
+Writes benchmarks/results/recipes.json.
 """
 
 from __future__ import annotations
@@ -61,28 +64,50 @@ def share_swap_answers() -> None:
     replay.swap_answers = swap_answers
 
 
-def run(augment: int, epochs: int, data: bytes, base, engine, data_dir: Path) -> dict:
+def parse_run(spec: str) -> dict:
+    """`key=value,key=value` (TrainConfig fields) -> overrides; values are ints, floats or words."""
+    overrides = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, _, value = item.partition("=")
+        for cast in (int, float):
+            try:
+                overrides[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            overrides[key] = value
+    return overrides
+
+
+def run(overrides: dict, data: bytes, base, engine, data_dir: Path, index: int) -> dict:
     report = read_qa_bytes(data, "agriculture-subset.jsonl")
     registry = Registry(base.sha256, data_dir)
     started, before = time.monotonic(), cpu_snapshot()
-    cfg = preset("fast", augment=augment, epochs=epochs, **SHIPPED_OVERRIDES)
-    result = train(cfg, base, registry, report, f"aug{augment}-e{epochs}", evaluator=engine, data_bytes=data,
+    cfg = preset("fast", **{**SHIPPED_OVERRIDES, **overrides})
+    result = train(cfg, base, registry, report, f"run{index}", evaluator=engine, data_bytes=data,
                    on_progress=lambda p: print(f"  [{p.phase}] {p.message}", flush=True)
                    if p.phase != "train" or p.step % 5 == 0 else None)
-    after = result.report_card.get("after", {})
+    card = result.report_card
+    after = card.get("after", {})
     manifest = result.adapter.manifest
-    return {"augment": augment, "epochs": epochs, "train_pairs": len(report.train), "heldout": len(report.test),
+    return {"changes": overrides, "train_pairs": len(report.train), "heldout": len(report.test),
             "generated": manifest["dataset"].get("generated_pairs", 0), "steps": result.steps,
             "learned_at_step": result.learned_at_step, "train_seconds": round(result.train_seconds, 1),
             "total_seconds": round(time.monotonic() - started, 1), "recall": after.get("recall"),
-            "heldout_recall": after.get("heldout_recall"), "retention": after.get("retention"),
-            "others_cpu_share": others_cpu_share(before, cpu_snapshot()),
-            "misses": [m["question"] for m in result.report_card.get("misses", [])]}
+            "heldout_recall": after.get("heldout_recall"),
+            "right_pair": after.get("heldout_recall_right_pair"),
+            "wrong_pair": after.get("heldout_recall_wrong_pair"),
+            "base_right_pair": card.get("before", {}).get("heldout_recall_right_pair"),
+            "retention": after.get("retention"), "others_cpu_share": others_cpu_share(before, cpu_snapshot()),
+            "misses": [m["question"] for m in card.get("misses", [])],
+            "forgotten": [m["question"] for m in card.get("forgotten", [])]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="0:8,4:8", help="augment:epochs pairs, comma-separated")
+    parser.add_argument("--runs", default="augment=0;grounded_per_step=8",
+                        help="runs separated by ';', each `key=value,...` changes to the recipe ('' for none)")
     parser.add_argument("--facts", type=int, default=26, help="how many held-out facts to train and score")
     args = parser.parse_args()
     data = subset(args.facts)
@@ -94,19 +119,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.runs.split(","):
-            augment, epochs = (int(x) for x in spec.split(":"))
-            print(f"training with augment={augment}, epochs={epochs}…", flush=True)
-            rows.append(run(augment, epochs, data, base, engine, Path(tmp)))
+        for index, spec in enumerate(args.runs.split(";")):
+            overrides = parse_run(spec)
+            print(f"training with {overrides or 'the shipped recipe'}…", flush=True)
+            rows.append(run(overrides, data, base, engine, Path(tmp), index))
             print(json.dumps(rows[-1]), flush=True)
             # written after every run: a later run cut short still leaves the earlier ones
-            (out / "augment.json").write_text(json.dumps({"runs": rows}, indent=2))
-    print(f"\n{'augment':>7} {'epochs':>6} {'forms':>5} {'steps':>5} {'train s':>8} {'recall':>7} {'held-out':>9}"
-          f" {'retention':>10} {'machine busy':>13}")
+            (out / "recipes.json").write_text(json.dumps({"facts": args.facts, "runs": rows}, indent=2))
+    print(f"\n{'changes':<40} {'forms':>5} {'steps':>5} {'train s':>8} {'recall':>7} {'held-out':>9} {'right pair':>10}"
+          f" {'wrong pair':>10} {'retention':>10} {'machine busy':>13}")
     for r in rows:
-        print(f"{r['augment']:>7} {r['epochs']:>6} {r['generated']:>5} {r['steps']:>5} {r['train_seconds']:>8} "
-              f"{_pct(r['recall']):>7} {_pct(r['heldout_recall']):>9} {_pct(r['retention']):>10}"
-              f" {_pct(r['others_cpu_share']):>13}")
+        changes = ",".join(f"{k}={v}" for k, v in r["changes"].items()) or "(shipped recipe)"
+        print(f"{changes:<40} {r['generated']:>5} {r['steps']:>5} {r['train_seconds']:>8} {_pct(r['recall']):>7} "
+              f"{_pct(r['heldout_recall']):>9} {_pct(r['right_pair']):>10} {_pct(r['wrong_pair']):>10} "
+              f"{_pct(r['retention']):>10} {_pct(r['others_cpu_share']):>13}")
 
 
 def _pct(value) -> str:
