@@ -101,6 +101,7 @@ def run(overrides: dict, data: bytes, base, engine, data_dir: Path, index: int) 
             "base_right_pair": card.get("before", {}).get("heldout_recall_right_pair"),
             "retention": after.get("retention"), "others_cpu_share": others_cpu_share(before, cpu_snapshot()),
             "misses": [m["question"] for m in card.get("misses", [])],
+            "misses_right_pair": [(m["question"], m["answer"]) for m in card.get("misses_right_pair", [])],
             "forgotten": [m["question"] for m in card.get("forgotten", [])]}
 
 

@@ -168,8 +168,9 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
             epochs = gr.Slider(1, 200, value=fast.epochs, step=1, label="Epochs at most (stops early once learnt)")
             replay = gr.Slider(0, 64, value=fast.replay_per_step, step=1, label="General questions replayed per step")
         grounded = gr.Checkbox(False, label=f"Prepare for grounded chat: also train on {training.GROUNDED_PER_STEP} pairs a "
-                               "step shown with their answer as a fact (follows grounding better; may cost a little "
-                               "general knowledge)", elem_id="train-grounded")
+                               "step shown with facts from the Q&A, their own or others', so the adapter follows the "
+                               "right fact and not a wrong one (costs some general knowledge: see the report card)",
+                               elem_id="train-grounded")
         wordings = gr.Checkbox(bool(fast.augment), label=training.WORDINGS_LABEL, elem_id="train-wordings")
         allow_conflicts = gr.Checkbox(False, label="Train even if a question has conflicting answers")
     with gr.Row():

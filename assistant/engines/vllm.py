@@ -249,8 +249,11 @@ class VllmEngine:
                     continue
                 if line == "data: [DONE]":
                     return
-                chunk = json.loads(line[6:])
-                if "error" in chunk or chunk.get("object") == "error":
+                try:
+                    chunk = json.loads(line[6:])
+                except ValueError as exc:
+                    raise EngineError(f"vLLM sent a stream line that is not JSON: {line[:120]!r}") from exc
+                if not isinstance(chunk, dict) or "error" in chunk or chunk.get("object") == "error":
                     raise EngineError(f"vLLM failed: {server_message(json.dumps(chunk))}")
                 for choice in chunk.get("choices") or []:
                     ids = choice.get("token_ids")

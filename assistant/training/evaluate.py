@@ -97,6 +97,9 @@ def report_card(engine, adapter, train: list[Probe], heldout: list[Probe], probe
         card["forgotten"] = [after["retention_raw_details"][i] for i in known
                              if not after["retention_raw_details"][i]["correct"]][:10]
     card["misses"] = [d for d in after.get("heldout_recall_details", []) if not d["correct"]][:10]
+    if shown:  # what the adapter got wrong with the right pair in front of it: the trainers' first look
+        card["misses_right_pair"] = [d for d in after.get("heldout_recall_right_pair_details", [])
+                                     if not d["correct"]][:10]
     card["_before_raw"] = before
     return card
 
