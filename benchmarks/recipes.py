@@ -11,7 +11,8 @@ the machine was. The curves of issue 17 (held-out recall against augmentation, e
 runs of this.
 
   .venv/bin/python benchmarks/recipes.py --runs "augment=0;augment=4;grounded_per_step=8;rank=32"
-Writes benchmarks/results/recipes.json.
+  .venv/bin/python benchmarks/recipes.py --file datasets/xylandia/xylandia.jsonl --runs ";grounded_per_step=16"
+Writes benchmarks/results/recipes.json (recipes-<file>.json with --file).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from benchmarks.common import cpu_snapshot, others_cpu_share  # noqa: E402
 
 DATA = ROOT / "datasets" / "agriculture" / "agriculture.jsonl"
 SHIPPED_OVERRIDES = {"replay_per_step": 24, "swaps_per_step": 8, "max_batch_tokens": 3072}  # as build_adapters
+# --file: a whole shipped file, with the overrides scripts/build_adapters.py trains it with
+WHOLE_FILE_OVERRIDES = {"agriculture.jsonl": {**SHIPPED_OVERRIDES, "epochs": 8}, "xylandia.jsonl": {}}
 
 
 def subset(limit: int) -> bytes:
@@ -80,11 +83,12 @@ def parse_run(spec: str) -> dict:
     return overrides
 
 
-def run(overrides: dict, data: bytes, base, engine, data_dir: Path, index: int) -> dict:
-    report = read_qa_bytes(data, "agriculture-subset.jsonl")
+def run(overrides: dict, data: bytes, base, engine, data_dir: Path, index: int, source: str = "",
+        shipped: dict | None = None) -> dict:
+    report = read_qa_bytes(data, source or "agriculture-subset.jsonl")
     registry = Registry(base.sha256, data_dir)
     started, before = time.monotonic(), cpu_snapshot()
-    cfg = preset("fast", **{**SHIPPED_OVERRIDES, **overrides})
+    cfg = preset("fast", **{**(SHIPPED_OVERRIDES if shipped is None else shipped), **overrides})
     result = train(cfg, base, registry, report, f"run{index}", evaluator=engine, data_bytes=data,
                    on_progress=lambda p: print(f"  [{p.phase}] {p.message}", flush=True)
                    if p.phase != "train" or p.step % 5 == 0 else None)
@@ -110,8 +114,12 @@ def main() -> None:
     parser.add_argument("--runs", default="augment=0;grounded_per_step=8",
                         help="runs separated by ';', each `key=value,...` changes to the recipe ('' for none)")
     parser.add_argument("--facts", type=int, default=26, help="how many held-out facts to train and score")
+    parser.add_argument("--file", default=None, help="train on this whole Q&A file instead (agriculture.jsonl or "
+                        "xylandia.jsonl get the overrides their shipped adapter is built with)")
     args = parser.parse_args()
-    data = subset(args.facts)
+    data = Path(args.file).read_bytes() if args.file else subset(args.facts)
+    source = Path(args.file).name if args.file else ""
+    shipped = WHOLE_FILE_OVERRIDES.get(source, {}) if args.file else None
     share_swap_answers()
     base = resolve_base()
     base.ensure_hf_dir()
@@ -123,10 +131,11 @@ def main() -> None:
         for index, spec in enumerate(args.runs.split(";")):
             overrides = parse_run(spec)
             print(f"training with {overrides or 'the shipped recipe'}…", flush=True)
-            rows.append(run(overrides, data, base, engine, Path(tmp), index))
+            rows.append(run(overrides, data, base, engine, Path(tmp), index, source, shipped))
             print(json.dumps(rows[-1]), flush=True)
             # written after every run: a later run cut short still leaves the earlier ones
-            (out / "recipes.json").write_text(json.dumps({"facts": args.facts, "runs": rows}, indent=2))
+            (out / (f"recipes-{Path(source).stem}.json" if source else "recipes.json")).write_text(json.dumps({"file": source or f"agriculture subset, {args.facts} facts",
+                                                          "runs": rows}, indent=2))
     print(f"\n{'changes':<40} {'forms':>5} {'steps':>5} {'train s':>8} {'recall':>7} {'held-out':>9} {'right pair':>10}"
           f" {'wrong pair':>10} {'retention':>10} {'machine busy':>13}")
     for r in rows:
