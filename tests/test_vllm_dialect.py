@@ -283,6 +283,7 @@ def test_the_served_base_is_told_by_what_can_be_read(tiny_base, tmp_path):
     assert served_base_matches(Path("/srv/models") / tiny_base.sha256, tiny_base) is True
     assert served_base_matches(Path("/srv/models") / ("a" * 64), tiny_base) is False
     assert served_base_matches(Path("/srv/models/gemma-3-270m"), tiny_base) is None  # the operator answers
+    assert served_base_matches(Path(""), tiny_base) is None  # a card without a root
 
 
 @pytest.mark.parametrize("spec", ["/here", "=/there", "/here="])

@@ -86,6 +86,8 @@ def list_models(url: str, headers: dict | None = None) -> list[dict]:
 
 def served_base_matches(root: Path, base) -> bool | None:
     """Whether the directory vLLM serves is `base`: True, False, or None when nothing here tells."""
+    if not root.name:  # a card without a root: Path("") would be read as the app's own directory
+        return None
     if base.hf_dir is not None and root.is_dir() and root.resolve() == Path(base.hf_dir).resolve():
         return True
     identity = root / "identity.json"  # written by assistant.gguf.to_hf beside a GGUF's HF copy
