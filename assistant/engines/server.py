@@ -79,14 +79,7 @@ class ServerEngine:
         return self.server.wait_ready()
 
     def _post(self, path: str, body: dict) -> dict:
-        for attempt in range(RESUMES + 1):
-            try:
-                response = self._client.post(self._url() + path, json=body)
-                break
-            except httpx.TransportError as exc:
-                if attempt == RESUMES:
-                    raise EngineError(f"llama-server at {self.server.url} is unreachable: {exc}") from exc
-                time.sleep(RETRY_PAUSE_S)
+        response = post_retrying(self._client, lambda: self._url() + path, body, f"llama-server at {self.server.url}")
         if response.status_code != 200:
             raise EngineError(f"llama-server refused {path} ({response.status_code}): {server_message(response.text)}")
         return response.json()
@@ -105,11 +98,7 @@ class ServerEngine:
 
     def _control_ids(self) -> frozenset[int]:
         if self._control is None:
-            path = getattr(self.server, "gguf_path", None)
-            # A server we did not start: its GGUF is not ours to read; the prompt formats' stops
-            # and BOS are the control tokens an answer can hold.
-            self._control = control_token_ids(path) if path else frozenset(
-                {*self.prompt_format.stop_token_ids, BOS_ID})
+            self._control = hidden_token_ids(getattr(self.server, "gguf_path", None), self.prompt_format)
         return self._control
 
     def load_adapter(self, adapter) -> None:
@@ -187,6 +176,26 @@ class ServerEngine:
         if len(ids) == count + 1 and ids[-1:] == chunk.get("tokens", [])[-1:]:
             return ids[:-1]
         raise EngineError(f"llama-server's stream lost {count} token(s) inside a character ({text!r})")
+
+
+def post_retrying(client: httpx.Client, url: Callable[[], str], body: dict, who: str) -> httpx.Response:
+    """POST `body` to `url()` (asked again each try: a restarted server may move), tried again on a
+    connection failure while a restart may be under way; EngineError once `who` stays unreachable."""
+    for attempt in range(RESUMES + 1):
+        try:
+            return client.post(url(), json=body)
+        except httpx.TransportError as exc:
+            if attempt == RESUMES:
+                raise EngineError(f"{who} is unreachable: {exc}") from exc
+            time.sleep(RETRY_PAUSE_S)
+    raise AssertionError("the loop returns or raises")
+
+
+def hidden_token_ids(gguf_path, prompt_format) -> frozenset[int]:
+    """The ids detokenize leaves out, as the in-process engine does: the GGUF's control tokens when
+    its file is readable here, else the prompt format's stops and BOS (the control tokens an
+    answer can hold) for a server whose GGUF is not ours to read."""
+    return control_token_ids(gguf_path) if gguf_path else frozenset({*prompt_format.stop_token_ids, BOS_ID})
 
 
 def control_token_ids(gguf_path) -> frozenset[int]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,12 +27,10 @@ import httpx
 
 from assistant.engines import EngineError, GenerationSettings
 from assistant.engines.server import (
-    BOS_ID,
-    RESUMES,
-    RETRY_PAUSE_S,
     TIMEOUT,
     Truncated,
-    control_token_ids,
+    hidden_token_ids,
+    post_retrying,
     resuming,
     server_message,
 )
@@ -153,14 +150,7 @@ class VllmEngine:
         self._client.close()  # the server is not ours to stop
 
     def _post(self, path: str, body: dict) -> httpx.Response:
-        for attempt in range(RESUMES + 1):
-            try:
-                return self._client.post(self.url + path, json=body)
-            except httpx.TransportError as exc:
-                if attempt == RESUMES:
-                    raise EngineError(f"the vLLM server at {self.url} is unreachable: {exc}") from exc
-                time.sleep(RETRY_PAUSE_S)
-        raise AssertionError("unreachable")
+        return post_retrying(self._client, lambda: self.url + path, body, f"the vLLM server at {self.url}")
 
     def _json(self, path: str, body: dict) -> dict:
         response = self._post(path, body)
@@ -180,8 +170,7 @@ class VllmEngine:
 
     def _control_ids(self) -> frozenset[int]:
         if self._control is None:
-            self._control = control_token_ids(self.gguf_path) if self.gguf_path else frozenset(
-                {*self.prompt_format.stop_token_ids, BOS_ID})
+            self._control = hidden_token_ids(self.gguf_path, self.prompt_format)
         return self._control
 
     def load_adapter(self, adapter) -> None:

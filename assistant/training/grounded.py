@@ -28,17 +28,19 @@ def words(text: str) -> frozenset[str]:
     return frozenset(w for w in _WORD.findall(text.lower()) if w not in _COMMON)
 
 
-def nearest_others(pairs: list[tuple[str, str]], i: int, count: int) -> list[int]:
-    """Indexes of the `count` pairs about other facts whose questions share the most words with pair i."""
-    own_question, own_answer = pairs[i]
-    mine = words(own_question)
+def nearest_others(pairs: list[tuple[str, str]], i: int, count: int,
+                   vocabulary: list[frozenset[str]] | None = None) -> list[int]:
+    """Indexes of the `count` pairs about other facts whose questions share the most words with pair i.
+    `vocabulary`: each pair's `words(question)`, when the caller asks for many i of the same pairs."""
+    vocabulary = vocabulary or [words(question) for question, _ in pairs]
+    own_answer, mine = pairs[i][1], vocabulary[i]
     scored = []
     seen_answers = {own_answer}
-    for j, (question, answer) in enumerate(pairs):
+    for j, (_, answer) in enumerate(pairs):
         if answer in seen_answers:
             continue
         seen_answers.add(answer)
-        theirs = words(question)
+        theirs = vocabulary[j]
         overlap = len(mine & theirs) / (len(mine | theirs) or 1)
         scored.append((-overlap, j))
     scored.sort()
@@ -50,8 +52,9 @@ def examples(pairs: list[tuple[str, str]], distractors: int, without_pair: float
     """(question, answer, facts) for every pair, shown the three ways the module docstring says."""
     rng = random.Random(seed + 2)
     out = []
+    vocabulary = [words(question) for question, _ in pairs]  # once, not once per pair
     for i, (question, answer) in enumerate(pairs):
-        others = [pairs[j][1] for j in nearest_others(pairs, i, distractors)]
+        others = [pairs[j][1] for j in nearest_others(pairs, i, distractors, vocabulary)]
         out.append((question, answer, [answer]))
         if others:
             among = [*others]

@@ -199,10 +199,11 @@ def _dataset_info(report, data_bytes: bytes | None, forms: list) -> dict:
 def heldout_facts(report) -> list[tuple[str, str] | None]:
     """For each held-out row: (the answer of the training pair it rewords, the answer of the other
     training pair whose question shares the most words with it), or None where it names no pair."""
-    from assistant.training.grounded import nearest_others
+    from assistant.training.grounded import nearest_others, words
 
     by_question = {" ".join(r.question.lower().split()): r for r in report.train}
     pairs = [(r.question, r.answer) for r in report.train]
+    vocabulary = [words(question) for question, _ in pairs]  # once, not once per held-out row
     out: list[tuple[str, str] | None] = []
     for row in report.test:
         own = by_question.get(" ".join((row.paraphrase_of or "").lower().split()))
@@ -210,7 +211,7 @@ def heldout_facts(report) -> list[tuple[str, str] | None]:
             out.append(None)
             continue
         # Ranked by the held-out question's words, as retrieval ranks by what the farmer asked.
-        others = nearest_others([(row.question, own.answer), *pairs], 0, 1)
+        others = nearest_others([(row.question, own.answer), *pairs], 0, 1, [words(row.question), *vocabulary])
         out.append((own.answer, pairs[others[0] - 1][1]) if others else None)
     return out
 
