@@ -16,7 +16,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast bench lint adapters browser clean llama-server
+.PHONY: setup run test test-fast bench bench-shipped lint adapters browser clean llama-server
 
 setup: $(STAMP) $(BASE_STAMP)
 
@@ -59,6 +59,10 @@ bench: setup
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/upload_isolation.py
+
+# Issue 17's targets on the whole shipped files, today's recipe against the new one (about an hour).
+bench-shipped: setup
+	$(BIN)/python benchmarks/train.py --shipped agriculture,xylandia
 
 # Not a prerequisite of setup or test: only `--engine llama-server` and tests/test_llama_server.py
 # need it (those tests skip, saying so, until it is built).

@@ -31,14 +31,13 @@ from assistant.base import resolve_base  # noqa: E402
 from assistant.data import read_qa_bytes  # noqa: E402
 from assistant.engines.llamacpp import LlamaCppEngine  # noqa: E402
 from assistant.registry import Registry  # noqa: E402
-from assistant.training.config import preset  # noqa: E402
+from assistant.training.config import SHIPPED_RECIPES, preset  # noqa: E402
 from assistant.training.recipe import train  # noqa: E402
 from benchmarks.common import cpu_snapshot, others_cpu_share  # noqa: E402
 
 DATA = ROOT / "datasets" / "agriculture" / "agriculture.jsonl"
-SHIPPED_OVERRIDES = {"replay_per_step": 24, "swaps_per_step": 8, "max_batch_tokens": 3072}  # as build_adapters
-# --file: a whole shipped file, with the overrides scripts/build_adapters.py trains it with
-WHOLE_FILE_OVERRIDES = {"agriculture.jsonl": {**SHIPPED_OVERRIDES, "epochs": 8}, "xylandia.jsonl": {}}
+# the subset is trained with agriculture's shipped changes but without its epoch cap: 26 facts make one step an epoch
+SUBSET_OVERRIDES = {k: v for k, v in SHIPPED_RECIPES["agriculture"].items() if k != "epochs"}
 
 
 def subset(limit: int) -> bytes:
@@ -88,7 +87,7 @@ def run(overrides: dict, data: bytes, base, engine, data_dir: Path, index: int, 
     report = read_qa_bytes(data, source or "agriculture-subset.jsonl")
     registry = Registry(base.sha256, data_dir)
     started, before = time.monotonic(), cpu_snapshot()
-    cfg = preset("fast", **{**(SHIPPED_OVERRIDES if shipped is None else shipped), **overrides})
+    cfg = preset("fast", **{**(SUBSET_OVERRIDES if shipped is None else shipped), **overrides})
     result = train(cfg, base, registry, report, f"run{index}", evaluator=engine, data_bytes=data,
                    on_progress=lambda p: print(f"  [{p.phase}] {p.message}", flush=True)
                    if p.phase != "train" or p.step % 5 == 0 else None)
@@ -119,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(args.file).read_bytes() if args.file else subset(args.facts)
     source = Path(args.file).name if args.file else ""
-    shipped = WHOLE_FILE_OVERRIDES.get(source, {}) if args.file else None
+    shipped = SHIPPED_RECIPES.get(Path(source).stem, {}) if args.file else None
     share_swap_answers()
     base = resolve_base()
     base.ensure_hf_dir()

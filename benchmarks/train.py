@@ -11,6 +11,13 @@ scored by the same llama.cpp engine (the one users chat with). Measured for each
 Targets: fast >= 6x faster than seed; fast held-out recall >= 90% and retention >= 95%; peak RSS
 <= 4 GB. Prints a table and writes benchmarks/results/train.json. Nothing is published outside a
 temporary data directory. Timings on a busy machine are meaningless: the table says how busy it was.
+
+`--shipped agriculture,xylandia` instead trains each shipped adapter's whole file twice in one run:
+with the recipe its shipped build records (adapters/NAME/manifest.json, "today") and with the
+current build recipe (SHIPPED_RECIPES) plus `--candidate` changes ("new"; trained once when the two
+are the same), and checks "new" against issue 17's targets: agriculture held-out recall alone >= 70%,
+with the right pair shown >= 95%, retention >= 95%, training time new / today <= 1.0; xylandia
+recall and held-out 100%, retention >= 95%. About an hour on 2 cores; writes train-shipped.json.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,10 +37,13 @@ sys.path.insert(0, str(ROOT))
 from assistant.base import resolve_base  # noqa: E402
 from assistant.data import load_qa_file  # noqa: E402
 from assistant.engines.llamacpp import LlamaCppEngine  # noqa: E402
+from assistant.paths import DATASETS, SHIPPED_ADAPTERS  # noqa: E402
 from assistant.registry import Registry  # noqa: E402
-from assistant.training.config import preset  # noqa: E402
+from assistant.training.config import SHIPPED_RECIPES, TrainConfig, preset  # noqa: E402
 from assistant.training.recipe import train  # noqa: E402
 from benchmarks.common import cpu_snapshot, others_cpu_share  # noqa: E402
+from benchmarks.recipes import parse_run, share_swap_answers  # noqa: E402
+from benchmarks.recipes import run as run_recipe  # noqa: E402
 
 DATA = ROOT / "datasets" / "xylandia" / "xylandia.jsonl"
 
@@ -76,10 +87,84 @@ def run(recipe: str, base, engine, data_dir: Path) -> dict:
             "peak_rss_gb": memory.peak / 1e9, "others_cpu_share": busy}
 
 
+# issue 17: (what, result key, lowest allowed) for the "new" recipe on each shipped file
+SHIPPED_TARGETS = {
+    "agriculture": [("held-out recall, adapter alone", "heldout_recall", 0.70),
+                    ("held-out recall, right pair shown", "right_pair", 0.95), ("retention", "retention", 0.95)],
+    "xylandia": [("recall", "recall", 1.0), ("held-out recall, adapter alone", "heldout_recall", 1.0),
+                 ("retention", "retention", 0.95)],
+}
+TIMED = "agriculture"  # the file whose training time new / today must stay <= 1.0
+
+
+def recorded_recipe(name: str) -> dict:
+    """The config the shipped adapter was built with, as its manifest records it (TrainConfig fields only)."""
+    training = json.loads((SHIPPED_ADAPTERS / name / "manifest.json").read_text())["training"]
+    known = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in training.items() if k in known}
+
+
+def shipped(names: list[str], candidate: dict) -> None:
+    """Today's recipe against the new one on each shipped file, in one process, checked against targets."""
+    share_swap_answers()
+    base = resolve_base()
+    base.ensure_hf_dir()
+    engine = LlamaCppEngine(base.gguf_path, prompt_format=base.prompt_format)
+    results, checks = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            rel = {"agriculture": "agriculture/agriculture.jsonl", "xylandia": "xylandia/xylandia.jsonl"}[name]
+            data = (DATASETS / rel).read_bytes()
+            today = recorded_recipe(name)
+            new = {**SHIPPED_RECIPES[name], **candidate}
+            same = asdict(preset("fast", **today)) == asdict(preset("fast", **new))
+            rows = {}
+            for label, recipe in [("today", today)] + ([] if same else [("new", new)]):
+                print(f"{name}: training with {label}'s recipe…", flush=True)
+                rows[label] = run_recipe({}, data, base, engine, Path(tmp), len(results) * 2 + len(rows),
+                                         Path(rel).name, recipe)
+            rows.setdefault("new", rows["today"])
+            results[name] = {"same_recipe": same, "new_changes": candidate, **rows}
+            for what, key, lowest in SHIPPED_TARGETS[name]:
+                value = rows["new"][key]
+                checks.append((f"{name}: {what}", value, f">= {lowest:.2f}", value is not None and value >= lowest))
+            if name == TIMED:
+                ratio = rows["new"]["train_seconds"] / rows["today"]["train_seconds"]
+                checks.append((f"{name}: training time new / today", ratio, "<= 1.00", ratio <= 1.0))
+    print(f"\n{'adapter, recipe':<22} {'steps':>5} {'train s':>8} {'recall':>7} {'held-out':>9} {'right pair':>10}"
+          f" {'wrong pair':>10} {'retention':>10} {'machine busy':>13}")
+    for name, result in results.items():
+        for label in ("today", "new"):
+            r = result[label]
+            print(f"{name + ', ' + label:<22} {r['steps']:>5} {r['train_seconds']:>8} {_pct(r['recall']):>7} "
+                  f"{_pct(r['heldout_recall']):>9} {_pct(r['right_pair']):>10} {_pct(r['wrong_pair']):>10} "
+                  f"{_pct(r['retention']):>10} {_pct(r['others_cpu_share']):>13}")
+        if result["same_recipe"]:
+            print(f"  ({name}: the new recipe is the recorded one, so it was trained once)")
+    print()
+    for what, value, target, ok in checks:
+        print(f"{what:46} {value if value is None else round(value, 3):>8} {target:>8}  {'ok' if ok else 'MISSED'}")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train-shipped.json").write_text(json.dumps({
+        "adapters": results,
+        "checks": [dict(zip(("name", "value", "target", "ok"), c, strict=True)) for c in checks]}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default="fast,seed")
+    parser.add_argument("--shipped", default=None, help="comma-separated shipped adapters (agriculture,xylandia): "
+                        "today's recipe against the new one, checked against issue 17's targets")
+    parser.add_argument("--candidate", default="", help="with --shipped: `key=value,...` changes to the new recipe")
     args = parser.parse_args()
+    if args.shipped:
+        names = [n.strip() for n in args.shipped.split(",") if n.strip()]
+        unknown = [n for n in names if n not in SHIPPED_TARGETS]
+        if unknown:
+            sys.exit(f"unknown shipped adapter {', '.join(unknown)} (known: {', '.join(SHIPPED_TARGETS)})")
+        shipped(names, parse_run(args.candidate))
+        return
     base = resolve_base()
     base.ensure_hf_dir()
     engine = LlamaCppEngine(base.gguf_path, prompt_format=base.prompt_format)

@@ -18,23 +18,20 @@ from assistant.data import load_qa_file
 from assistant.engines.llamacpp import LlamaCppEngine
 from assistant.paths import DATASETS, SHIPPED_ADAPTERS
 from assistant.registry import Registry
-from assistant.training.config import preset
+from assistant.training.config import SHIPPED_RECIPES, preset
 from assistant.training.evaluate import format_card
 from assistant.training.recipe import train
 
 SHIPPED = {
-    "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg).", {}),
-    # 230 long answers: bigger steps (~7 an epoch) with fewer place swaps each, and an epoch cap that
-    # keeps a rebuild near half an hour on 2 cores. 4 epochs with 12 replayed answers a step gave
-    # recall 60%, held-out 31%, retention 90%.
+    "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg)."),
     "agriculture": ("agriculture/agriculture.jsonl", "Farming Q&A: crops, regional practices, soil and water, "
-                                                     "techniques, pests and diseases.",
-                    {"epochs": 8, "replay_per_step": 24, "swaps_per_step": 8, "max_batch_tokens": 3072}),
+                                                     "techniques, pests and diseases."),
 }
 
 
 def build(name: str, base, engine) -> None:
-    rel, description, overrides = SHIPPED[name]
+    rel, description = SHIPPED[name]
+    overrides = SHIPPED_RECIPES[name]
     data = DATASETS / rel
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(base.sha256, Path(tmp))
