@@ -62,10 +62,10 @@ def resolve_base(spec: str | None = None, cache_dir: Path | None = None) -> Base
     if path.is_file():
         return _gguf_base(path.resolve(), cache_dir, name=path.name)
     if path.is_dir():
-        return _hf_dir_base(path.resolve(), cache_dir)
+        return hf_dir_base(path.resolve(), cache_dir)
     if path.suffix == ".gguf" or os.sep in spec and not _looks_like_hub_id(spec):
         raise BaseError(f"base not found: {spec} (expected a Gemma 3 .gguf file or HF directory)")
-    return _hf_dir_base(download_from_hub(spec, cache_dir), cache_dir, name=spec)
+    return hf_dir_base(download_from_hub(spec, cache_dir), cache_dir, name=spec)
 
 
 def provision_embedded(cache_dir: Path) -> Path:
@@ -97,7 +97,9 @@ def _gguf_base(path: Path, cache_dir: Path, name: str) -> Base:
     return Base(name=name, sha256=sha256_file_cached(path), gguf_path=path, hf_dir=None, prompt_format=fmt, cache_dir=cache_dir)
 
 
-def _hf_dir_base(path: Path, cache_dir: Path, name: str | None = None) -> Base:
+def hf_dir_base(path: Path, cache_dir: Path, name: str | None = None) -> Base:
+    """The Base a Hugging Face Gemma 3 text directory is (its identity: config and weights' sha256);
+    BaseError saying why when it is not one."""
     config_path = path / "config.json"
     try:
         config = json.loads(config_path.read_text())

@@ -124,6 +124,29 @@ def test_an_adapter_a_server_someone_else_runs_lacks_is_a_clear_error(server, ad
 
 
 @needs_binary
+def test_a_server_started_with_an_api_key_is_reached_with_it(tiny_base, adapters, engine, monkeypatch):
+    from assistant.engines.remote import connect
+
+    monkeypatch.delenv("ASSISTANT_SERVER_API_KEY", raising=False)
+    with LlamaServer(tiny_base.gguf_path, adapters, parallel=1, n_ctx=512, threads=1,
+                     extra_args=("--api-key", "field-key")) as srv:
+        with pytest.raises(EngineError, match="wants an API key; set ASSISTANT_SERVER_API_KEY"):
+            connect(srv.url, "llama-server", tiny_base, adapters)
+        with pytest.raises(EngineError, match="rejected the key in ASSISTANT_SERVER_API_KEY"):
+            connect(srv.url, "llama-server", tiny_base, adapters, api_key="wrong-key")
+        monkeypatch.setenv("ASSISTANT_SERVER_API_KEY", "field-key")
+        keyed = connect(srv.url, "llama-server", tiny_base, adapters)
+        try:
+            prompt = keyed.tokenize(PROMPT)
+            # the key reaches every call (tokenize above, each answer): same answers as the keyless server
+            for adapter in [None, adapters[0]]:
+                assert list(keyed.generate_ids(prompt, adapter, GREEDY)) == \
+                    list(engine.generate_ids(prompt, adapter, GREEDY)), adapter
+        finally:
+            keyed.close()
+
+
+@needs_binary
 def test_closing_the_stream_frees_the_slot(tiny_base):
     from assistant.engines.server import ServerEngine
 

@@ -9,6 +9,7 @@ in fp32, since vLLM runs the HF weights rather than the GGUF.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -284,6 +285,10 @@ def test_the_served_base_is_told_by_what_can_be_read(tiny_base, tmp_path):
     assert served_base_matches(Path("/srv/models") / ("a" * 64), tiny_base) is False
     assert served_base_matches(Path("/srv/models/gemma-3-270m"), tiny_base) is None  # the operator answers
     assert served_base_matches(Path(""), tiny_base) is None  # a card without a root
+    llama = tmp_path / "llama"  # an HF directory readable here, of another family: not a Gemma 3 base at all
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    assert served_base_matches(llama, dataclasses.replace(tiny_base, gguf_path=None)) is False
 
 
 @pytest.mark.parametrize("spec", ["/here", "=/there", "/here="])

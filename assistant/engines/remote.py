@@ -10,6 +10,7 @@ on another base is refused at start, since its adapters' answers would be anothe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -20,10 +21,11 @@ from assistant.fsutil import sha256_file_cached
 CONNECT_TIMEOUT = httpx.Timeout(10.0)
 
 
-def connect(url: str | None, kind: str, base, adapters=(), path_map: str | None = None):
+def connect(url: str | None, kind: str, base, adapters=(), path_map: str | None = None, api_key: str | None = None):
     """An engine on the server at `url`, its adapters matched to `adapters`; EngineError saying
     what is wrong (no URL, unreachable, another base, a kind we do not speak). `path_map`: vLLM only
-    (assistant.engines.vllm), where the server reads this app's adapters."""
+    (assistant.engines.vllm), where the server reads this app's adapters. `api_key` (default
+    ASSISTANT_SERVER_API_KEY): for a server started with `--api-key`, sent as a Bearer key."""
     from assistant.engines.server import FixedServer, ServerEngine
 
     if kind not in SERVER_KINDS:
@@ -31,32 +33,43 @@ def connect(url: str | None, kind: str, base, adapters=(), path_map: str | None 
     if kind == "vllm":
         from assistant.engines import vllm
 
-        return vllm.connect(url, base, adapters, path_map=path_map)
+        return vllm.connect(url, base, adapters, path_map=path_map, api_key=api_key)
     if not url:
         raise EngineError("--engine server needs --server-url (for example http://127.0.0.1:8080)")
     url = url.rstrip("/")
-    props = _get(url, "/props")
+    headers = api_headers(api_key)
+    props = get_json(url, "/props", "llama-server", headers)
     _check_base(props, base, url)
-    listed = _get(url, "/lora-adapters")
+    listed = get_json(url, "/lora-adapters", "llama-server", headers)
     lora_ids = match_adapters(listed if isinstance(listed, list) else [], adapters)
     slots = props.get("total_slots") if isinstance(props, dict) else None
     return ServerEngine(FixedServer(url, lora_ids, parallel=slots if isinstance(slots, int) and slots > 0 else 4),
-                        prompt_format=base.prompt_format)
+                        prompt_format=base.prompt_format, headers=headers)
 
 
-def _get(url: str, path: str):
+def api_headers(api_key: str | None = None) -> dict[str, str]:
+    """The Authorization header for a server that wants a key (`api_key`, else ASSISTANT_SERVER_API_KEY)."""
+    key = api_key if api_key is not None else os.environ.get("ASSISTANT_SERVER_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def get_json(url: str, path: str, kind: str, headers: dict | None = None):
+    """GET `path` from the `kind` server (llama-server, vLLM server) at `url`, as JSON; EngineError
+    saying what went wrong: unreachable, a key it wants, another status, not JSON."""
     try:
-        response = httpx.get(url + path, timeout=CONNECT_TIMEOUT)
+        response = httpx.get(url + path, headers=headers or {}, timeout=CONNECT_TIMEOUT)
     except httpx.HTTPError as exc:
         raise EngineError(f"the inference server at {url} is unreachable ({type(exc).__name__}: {exc})") from exc
+    if response.status_code == 401:
+        wrong = "rejected the key in" if headers else "wants an API key; set"
+        raise EngineError(f"the {kind} at {url} {wrong} ASSISTANT_SERVER_API_KEY")
     if response.status_code != 200:
         raise EngineError(f"the inference server at {url} answered {path} with {response.status_code}; "
-                          "is it a llama-server?")
+                          f"is it a {kind}?")
     try:
         return response.json()
     except ValueError as exc:
-        raise EngineError(f"the inference server at {url} did not answer {path} with JSON; is it a llama-server?") \
-            from exc
+        raise EngineError(f"the inference server at {url} did not answer {path} with JSON; is it a {kind}?") from exc
 
 
 def _check_base(props: dict, base, url: str) -> None:

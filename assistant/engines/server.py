@@ -49,9 +49,11 @@ class FixedServer:
 class ServerEngine:
     name = "server"
 
-    def __init__(self, server, prompt_format: str = "qa", cache_prompt: bool = False, owns_server: bool = False):
+    def __init__(self, server, prompt_format: str = "qa", cache_prompt: bool = False, owns_server: bool = False,
+                 headers: dict | None = None):
         """`server`: a LlamaServer (app-owned, restarted if it dies) or a FixedServer.
-        `owns_server`: close() stops it too (the app started it)."""
+        `owns_server`: close() stops it too (the app started it). `headers`: sent with every request
+        (an API key for a server started with one)."""
         self.server, self.owns_server = server, owns_server
         self.prompt_format = get_format(prompt_format)
         # cache_prompt would let a slot reuse the KV of a prompt prefix it already holds, saving
@@ -61,7 +63,7 @@ class ServerEngine:
         # which evaluates every prompt afresh for this reason, engines.llama_slot). Off by default
         # so the same question gets the same answer; True trades that for time to first token.
         self.cache_prompt = cache_prompt
-        self._client = httpx.Client(timeout=TIMEOUT)
+        self._client = httpx.Client(timeout=TIMEOUT, headers=headers or {})
         self._control: frozenset[int] | None = None  # read from the GGUF's vocabulary when first needed
 
     @property

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from assistant.engines import EngineError, GenerationSettings
+from assistant.engines.remote import api_headers, get_json
 from assistant.engines.server import (
     TIMEOUT,
     Truncated,
@@ -37,7 +38,6 @@ from assistant.engines.server import (
 from assistant.fsutil import sha256_file_cached
 from assistant.prompts import get_format
 
-CONNECT_TIMEOUT = httpx.Timeout(10.0)
 PARALLEL = 16  # answers the app lets through at once: vLLM batches them, and queues the rest itself
 WEIGHTS = "adapter_model.safetensors"
 _SHA = re.compile(r"[0-9a-f]{64}")
@@ -49,8 +49,7 @@ def connect(url: str | None, base, adapters=(), path_map: str | None = None, api
     if not url:
         raise EngineError("--engine server needs --server-url (for example http://10.0.0.5:8000)")
     url = url.rstrip("/")
-    api_key = api_key if api_key is not None else os.environ.get("ASSISTANT_SERVER_API_KEY")
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = api_headers(api_key)
     cards = list_models(url, headers)
     bases = [card for card in cards if not card.get("parent")]
     if not bases:
@@ -65,19 +64,10 @@ def connect(url: str | None, base, adapters=(), path_map: str | None = None, api
 
 
 def list_models(url: str, headers: dict | None = None) -> list[dict]:
-    try:
-        response = httpx.get(url + "/v1/models", headers=headers or {}, timeout=CONNECT_TIMEOUT)
-    except httpx.HTTPError as exc:
-        raise EngineError(f"the inference server at {url} is unreachable ({type(exc).__name__}: {exc})") from exc
-    if response.status_code == 401:
-        raise EngineError(f"the vLLM server at {url} wants an API key; set ASSISTANT_SERVER_API_KEY")
-    if response.status_code != 200:
-        raise EngineError(f"the inference server at {url} answered /v1/models with {response.status_code}; "
-                          "is it a vLLM server?")
-    try:
-        data = response.json()["data"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EngineError(f"the inference server at {url} did not list its models as vLLM does") from exc
+    listing = get_json(url, "/v1/models", "vLLM server", headers)
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        raise EngineError(f"the inference server at {url} did not list its models as vLLM does")
     return [card for card in data if isinstance(card, dict) and isinstance(card.get("id"), str)]
 
 
@@ -94,9 +84,12 @@ def served_base_matches(root: Path, base) -> bool | None:
         except (OSError, ValueError):
             return None
     if (root / "config.json").is_file() and base.gguf_path is None:
-        from assistant.base import _hf_dir_base
+        from assistant.base import BaseError, hf_dir_base
 
-        return _hf_dir_base(root, base.cache_dir).sha256 == base.sha256
+        try:
+            return hf_dir_base(root, base.cache_dir).sha256 == base.sha256
+        except BaseError:  # readable, and not a Gemma 3 text model at all
+            return False
     if _SHA.fullmatch(root.name):  # the cache lays an HF copy out under the GGUF's sha256
         return root.name == base.sha256
     return None
