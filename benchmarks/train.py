@@ -15,7 +15,7 @@ temporary data directory. Timings on a busy machine are meaningless: the table s
 `--shipped agriculture,xylandia` instead trains each shipped adapter's whole file twice in one run:
 with the recipe its shipped build records (adapters/NAME/manifest.json, "today") and with the
 current build recipe (SHIPPED_RECIPES) plus `--candidate` changes ("new"; trained once when the two
-are the same), and checks "new" against issue 17's targets: agriculture held-out recall alone >= 70%,
+are the same; `--candidate "agriculture: augment=2,epochs=3; xylandia: augment=2"` changes each its own), and checks "new" against issue 17's targets: agriculture held-out recall alone >= 70%,
 with the right pair shown >= 95%, retention >= 95%, training time new / today <= 1.0; xylandia
 recall and held-out 100%, retention >= 95%. About an hour on 2 cores; writes train-shipped.json.
 """
@@ -104,7 +104,22 @@ def recorded_recipe(name: str) -> dict:
     return {k: v for k, v in training.items() if k in known}
 
 
-def shipped(names: list[str], candidate: dict) -> None:
+def parse_candidates(spec: str, names: list[str]) -> dict[str, dict]:
+    """`NAME: k=v,...; NAME: k=v,...` (or one `k=v,...` for every name) -> each name's changes."""
+    changes = {name: {} for name in names}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        name, colon, rest = part.partition(":")
+        if not colon:
+            for each in changes.values():
+                each.update(parse_run(part))
+        elif name.strip() in changes:
+            changes[name.strip()].update(parse_run(rest))
+        else:
+            sys.exit(f"--candidate names {name.strip()}, which is not among --shipped {', '.join(names)}")
+    return changes
+
+
+def shipped(names: list[str], candidates: dict[str, dict]) -> None:
     """Today's recipe against the new one on each shipped file, in one process, checked against targets."""
     share_swap_answers()
     base = resolve_base()
@@ -116,6 +131,7 @@ def shipped(names: list[str], candidate: dict) -> None:
             rel = {"agriculture": "agriculture/agriculture.jsonl", "xylandia": "xylandia/xylandia.jsonl"}[name]
             data = (DATASETS / rel).read_bytes()
             today = recorded_recipe(name)
+            candidate = candidates[name]
             new = {**SHIPPED_RECIPES[name], **candidate}
             same = asdict(preset("fast", **today)) == asdict(preset("fast", **new))
             rows = {}
@@ -156,14 +172,14 @@ def main() -> None:
     parser.add_argument("--recipes", default="fast,seed")
     parser.add_argument("--shipped", default=None, help="comma-separated shipped adapters (agriculture,xylandia): "
                         "today's recipe against the new one, checked against issue 17's targets")
-    parser.add_argument("--candidate", default="", help="with --shipped: `key=value,...` changes to the new recipe")
+    parser.add_argument("--candidate", default="", help="with --shipped: `key=value,...` changes to the new recipe, or `NAME: key=value,...; ...` for each")
     args = parser.parse_args()
     if args.shipped:
         names = [n.strip() for n in args.shipped.split(",") if n.strip()]
         unknown = [n for n in names if n not in SHIPPED_TARGETS]
         if unknown:
             sys.exit(f"unknown shipped adapter {', '.join(unknown)} (known: {', '.join(SHIPPED_TARGETS)})")
-        shipped(names, parse_run(args.candidate))
+        shipped(names, parse_candidates(args.candidate, names))
         return
     base = resolve_base()
     base.ensure_hf_dir()
