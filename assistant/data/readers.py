@@ -10,13 +10,21 @@ parsed, so a deeply nested or value-packed document is refused without a Recursi
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from assistant.data.limits import MAX_COLUMNS, MAX_JSON_DEPTH, MAX_JSON_VALUES, MAX_ROW_CHARS, MAX_ROWS
+from assistant.data.limits import (
+    MAX_CELL_CHARS,
+    MAX_COLUMNS,
+    MAX_JSON_DEPTH,
+    MAX_JSON_VALUES,
+    MAX_ROW_CHARS,
+    MAX_ROWS,
+)
 from assistant.data.report import DataError
 
 EXTRA_CELLS = "\x00extra cells"  # marks a table row longer than its header; no real column normalises to it
@@ -36,6 +44,27 @@ class LongText:
 
     def __init__(self, length: int, spaces: int):
         self.length, self.spaces = length, spaces
+
+
+class RowProblem(ValueError):
+    """One row is unusable; the message becomes its Rejection reason."""
+
+
+def to_text(value: Any, what: str) -> str:
+    """A cell as text (Excel's numbers, booleans and dates as a spreadsheet shows them); RowProblem if it is none."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, LongText):
+        raise RowProblem(f"{what} is longer than {MAX_CELL_CHARS:,} characters")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # Excel stores 7 as 7.0
+    if isinstance(value, int | float):
+        return str(value).lower()  # bools read as true/false
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    raise RowProblem(f"{what} is not text")
 
 
 def too_many_rows() -> DataError:
@@ -59,8 +88,6 @@ def table_items(rows: Iterable[tuple[int, list[Any]]]) -> tuple[list[str], list[
     if len(cells) > MAX_COLUMNS:
         raise DataError(f"the header row has more than {MAX_COLUMNS} columns; a Q&A file has a few (question, "
                         "answer, and perhaps split, keywords, paraphrase_of)")
-    from assistant.data.records import to_text
-
     try:
         columns = [to_text(c, "column name").strip() for c in cells]
     except ValueError as exc:

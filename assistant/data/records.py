@@ -3,7 +3,6 @@ act on), exact duplicates folded, conflicting answers found, and the report's wa
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import re
@@ -12,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from assistant.data.limits import MAX_CELL_CHARS
-from assistant.data.readers import Item, JsonTooComplex, LongText, loads
+from assistant.data.readers import Item, JsonTooComplex, LongText, RowProblem, loads, to_text
 from assistant.data.report import Conflict, DataReport, Record, Rejection, question_key
 
 MIN_RECOMMENDED_PAIRS = 20
@@ -27,10 +26,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # or DDE pipe after the name, so markdown bullets ("- item") and mentions ("@alice hi") are not
 # rejected. A DDE call (cmd|' /C calc'!A0) anywhere in a cell is rejected too ("-2+cmd|...").
 _FORMULA = re.compile(r"^(=\S|=\s*[A-Za-z(]|[+\-@]\s*[A-Za-z_][\w.]*\s*[(|!])|\w\s*\|\s*'[^']*'\s*!")
-
-
-class RowProblem(ValueError):
-    """One row is unusable; the message becomes its Rejection reason."""
 
 
 def build_records(items: list[Item], count_tokens: Callable[[str], int] | None,
@@ -143,22 +138,6 @@ def _parse_keywords(value: Any) -> list[str]:
     if len(parts) > _MAX_KEYWORDS:
         raise RowProblem(f"{len(parts)} keywords; the limit is {_MAX_KEYWORDS}")
     return [k for k in (normalise(_short_text(p, "keyword")) for p in parts) if k]
-
-
-def to_text(value: Any, what: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, LongText):
-        raise RowProblem(f"{what} is longer than {MAX_CELL_CHARS:,} characters")
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # Excel stores 7 as 7.0
-    if isinstance(value, int | float):
-        return str(value).lower()  # bools read as true/false
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    raise RowProblem(f"{what} is not text")
 
 
 def normalise(text: str) -> str:
