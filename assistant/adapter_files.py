@@ -13,7 +13,7 @@ from assistant.fsutil import sha256_file
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter.gguf")
 MANIFEST = "manifest.json"
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")  # an adapter name (registry.validate_name says why not)
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")  # an adapter name (adapter_names.validate_name says why not)
 
 
 def inspect_adapter(path: Path, base_sha256: str) -> tuple[dict, str | None]:

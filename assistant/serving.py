@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+from assistant.adapter_names import AdapterError, UnknownAdapter, validate_name
 from assistant.fsutil import write_json_atomic
 
 SERVING_FILE = "serving.json"
@@ -98,8 +99,6 @@ def make_serving(registry, name: str, version, action: str = "serve", by: str = 
     """Make an existing version serve. `action`: "promote" (a newer version than the serving one),
     "rollback" (an older one) or "serve" (either). Returns the Adapter now serving; AdapterError
     (or UnknownAdapter) with a message for the user when it cannot, and then nothing changes."""
-    from assistant.registry import AdapterError, validate_name
-
     validate_name(name)
     version = parse_version(version)
     with lock(registry):
@@ -133,8 +132,6 @@ def decisions(registry, name: str) -> dict[int, dict]:
 
 def parse_version(value) -> int:
     """2, "2" or "v2" -> 2; anything else is an AdapterError saying what a version looks like."""
-    from assistant.registry import AdapterError
-
     text = str(value).strip().lower().removeprefix("v")
     if isinstance(value, bool) or not text.isdigit() or not text.isascii() or len(text) > 9 or int(text) < 1:
         shown = str(value)[:40]
@@ -145,8 +142,6 @@ def parse_version(value) -> int:
 def describe_versions(registry, name: str) -> list[dict]:
     """Every version of a name, oldest first, as shown by the CLI and the Train tab: describe() plus
     whether it serves, the gate's decision on it, and what its dataset added (lineage.json)."""
-    from assistant.registry import UnknownAdapter
-
     versions = registry.versions(name)
     if not versions:
         raise UnknownAdapter(name, registry.usable_names())
