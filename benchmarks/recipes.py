@@ -67,10 +67,13 @@ def share_swap_answers() -> None:
 
 
 def parse_run(spec: str) -> dict:
-    """`key=value,key=value` (TrainConfig fields) -> overrides; values are ints, floats or words."""
+    """`key=value,key=value` (TrainConfig fields) -> overrides; values are true/false, ints, floats or words."""
     overrides = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, _, value = item.partition("=")
+        if value.lower() in ("true", "false"):  # as a word, "False" would be a true value
+            overrides[key] = value.lower() == "true"
+            continue
         for cast in (int, float):
             try:
                 overrides[key] = cast(value)
