@@ -67,22 +67,13 @@ def share_swap_answers() -> None:
 
 
 def parse_run(spec: str) -> dict:
-    """`key=value,key=value` (TrainConfig fields) -> overrides; values are true/false, ints, floats or words."""
-    overrides = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        key, _, value = item.partition("=")
-        if value.lower() in ("true", "false"):  # as a word, "False" would be a true value
-            overrides[key] = value.lower() == "true"
-            continue
-        for cast in (int, float):
-            try:
-                overrides[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            overrides[key] = value
-    return overrides
+    """`key=value,key=value` -> typed TrainConfig overrides, read as `assistant train --set` reads them."""
+    from assistant.cli.train import parse_overrides
+
+    try:
+        return parse_overrides([part.strip() for part in spec.split(",") if part.strip()])
+    except ValueError as exc:
+        sys.exit(f"--runs/--candidate {spec!r}: {exc}")
 
 
 def run(overrides: dict, data: bytes, base, engine, data_dir: Path, index: int, source: str = "",
