@@ -6,9 +6,9 @@ answer 500 times counts once (with `times` = 500). An item is `open` until a tra
 dismisses it, and open again if a trainer reopens it; those decisions are compare-and-set on the
 status, so of two trainers acting on one item a second apart the second is told what the first
 did, and nothing is overwritten. Answered items become training pairs for the adapter's next
-version (`answered_pairs`), and `trained` once that version serves (`mark_trained`); whenever the
-serving version changes, `sync_trained` makes `trained` mean "the serving version holds it" again
-(a rollback returns items to `answered`).
+version (`answered_pairs`), and `trained` once that version serves: whenever the serving version
+changes, `sync_trained` makes `trained` mean "the serving version holds it" (a rollback returns
+items to `answered`).
 
 Everything here is text: answers, reasons and corrections are stored as typed, never as markup;
 the front ends escape them when they show them.
@@ -211,31 +211,12 @@ def reopen(store: Store, item_id, by: str) -> Item:
 def answered_pairs(store: Store, adapter_name: str) -> list[dict]:
     """The answered, not yet trained items of one adapter as training pairs, oldest decision first:
     [{"question", "answer", "item_ids", "answered_by"}]. Items whose questions differ only in
-    case, spacing or punctuation are one item already; `item_ids` is what to pass to mark_trained."""
+    case, spacing or punctuation are one item already; `item_ids` is what a version's lineage records."""
     with store.read() as db:
         rows = db.execute("SELECT id, question, answer, decided_by FROM queue_items WHERE adapter = ? AND "
                           "status = 'answered' ORDER BY decided_at, id", (adapter_name,)).fetchall()
     return [{"question": r["question"], "answer": r["answer"], "item_ids": [int(r["id"])],
              "answered_by": r["decided_by"]} for r in rows]
-
-
-def mark_trained(store: Store, item_ids, adapter_name: str, version: int) -> int:
-    """Record that `version` of the adapter was trained with these answered items. All or nothing:
-    an id that is not an answered item of this adapter is a QueueError and nothing changes; an item
-    already marked with this same version is fine (a retried call). Returns how many were marked."""
-    ids = sorted({int(i) for i in item_ids})
-    with store.write() as db:
-        wrong = []
-        for item_id in ids:
-            row = db.execute("SELECT adapter, status, trained_version FROM queue_items WHERE id = ?", (item_id,)).fetchone()
-            if row is None or row["adapter"] != adapter_name or not (
-                    row["status"] == "answered" or (row["status"] == "trained" and row["trained_version"] == int(version))):
-                wrong.append(f"{item_id} ({'no such item' if row is None else row['adapter'] + ', ' + row['status']})")
-        if wrong:
-            raise QueueError(f"not answered items of {adapter_name}: {', '.join(wrong)}; nothing was marked")
-        for item_id in ids:
-            db.execute("UPDATE queue_items SET status = 'trained', trained_version = ? WHERE id = ?", (int(version), item_id))
-    return len(ids)
 
 
 def sync_trained(store: Store, adapter_name: str, held: dict[int, int]) -> tuple[int, int]:

@@ -82,7 +82,7 @@ def test_a_withheld_answer_links_the_chat_to_the_item_the_service_recorded(tmp_p
     [item] = questions.items(store)
     assert (item.askers, item.asks[0].times, item.asks[0].chat_id, item.asks[0].message_id) == (1, 1, chat, said)
     questions.answer(store, item.id, "Call a vet: it may be bloat.", "omar")
-    questions.mark_trained(store, [item.id], "agriculture", 2)
+    questions.sync_trained(store, "agriculture", {item.id: 2})
     assert history.chats(store, AMINA)[0].answered == 1  # the farmer's chat list shows it answered
     history.delete_chat(store, AMINA, chat)
     assert history.chats(store, AMINA) == [] and questions.get(store, item.id).asks[0].chat_id is None

@@ -39,7 +39,7 @@ def test_open_questions_the_service_records_reach_the_queue(store):
     assert len(store.open_questions()) == 2  # the raw log keeps every time it was asked
 
 
-def test_answered_pairs_then_mark_trained_is_all_or_nothing_and_safe_to_repeat(store):
+def test_answered_pairs_then_sync_trained_marks_this_adapters_items_and_is_safe_to_repeat(store):
     one = questions.record_ask(store, "agriculture", "When do I plant teff?", "user:a")
     two = questions.record_ask(store, "agriculture", "What kills aphids on kale?", "user:b", "flagged",
                                correction="Soapy water, sprayed under the leaves.")
@@ -52,16 +52,15 @@ def test_answered_pairs_then_mark_trained_is_all_or_nothing_and_safe_to_repeat(s
                       "item_ids": [one], "answered_by": "trainer1"},
                      {"question": "What kills aphids on kale?", "answer": "Soapy water, sprayed under the leaves.",
                       "item_ids": [two], "answered_by": "trainer2"}]
-    with pytest.raises(QueueError, match="nothing was marked"):
-        questions.mark_trained(store, [one, two, other], "agriculture", 2)  # other is xylandia's
-    assert len(questions.answered_pairs(store, "agriculture")) == 2
-    ids = [i for p in pairs for i in p["item_ids"]]
-    assert questions.mark_trained(store, ids, "agriculture", 2) == 2
-    assert questions.mark_trained(store, ids, "agriculture", 2) == 2  # a retried call
+    held = {i: 2 for p in pairs for i in p["item_ids"]} | {other: 2}  # other is xylandia's: left alone
+    assert questions.sync_trained(store, "agriculture", held) == (2, 0)
+    assert questions.sync_trained(store, "agriculture", held) == (0, 0)  # a retried call changes nothing
     assert questions.answered_pairs(store, "agriculture") == []
     assert questions.get(store, one).status == "trained" and questions.get(store, one).trained_version == 2
-    with pytest.raises(QueueError):
-        questions.mark_trained(store, ids, "agriculture", 3)  # already trained into v2
+    assert questions.get(store, other).status == "answered"
+    # rolled back to a version that does not hold them: answered again, for the next version to train
+    assert questions.sync_trained(store, "agriculture", {}) == (0, 2)
+    assert [p["item_ids"] for p in questions.answered_pairs(store, "agriculture")] == [[one], [two]]
 
 
 def test_two_trainers_a_second_apart_the_second_is_told_what_the_first_did(store):
@@ -115,7 +114,7 @@ def test_a_database_of_the_previous_schema_is_upgraded_keeping_its_rows(tmp_path
 def test_reopen_takes_back_a_decision_once_and_keeps_the_answer_as_a_start(store):
     item = questions.record_ask(store, "agriculture", "How deep is maize sown?", "user:amina")
     questions.answer(store, item, "5 cm", "omar")
-    questions.mark_trained(store, [item], "agriculture", 2)
+    questions.sync_trained(store, "agriculture", {item: 2})
     reopened = questions.reopen(store, item, "grace")
     assert (reopened.status, reopened.answer, reopened.trained_version, reopened.decided_by) == ("open", "5 cm", None,
                                                                                                  "grace")
