@@ -76,7 +76,9 @@ class User:
 
 
 class Users:
-    """The users file, read once at start; `check` is Gradio's login callback."""
+    """The users file; `check` is Gradio's login callback. Read again whenever it changes, so a user
+    added, a role changed, a password reset or a key issued or revoked counts at once, without a
+    restart (the file is written atomically: read whole or not at all)."""
 
     def __init__(self, users: dict[str, User], path: Path | None = None):
         self.users, self.path = users, path
@@ -128,7 +130,7 @@ class Users:
         wait = self.throttle.wait_s(client, now)
         if wait > 0:
             return None, wait
-        self._reload_keys()
+        self._refresh()
         user = self.by_key(key)
         if user is None:
             self.throttle.begin(client, now)  # begin first: it keeps the table within MAX_CLIENTS
@@ -139,23 +141,24 @@ class Users:
         return user, 0.0
 
     def role(self, name: str | None) -> str | None:
+        self._refresh()
         user = self.users.get(normal_name(name))
         return user.role if user else None
 
-    def _reload_keys(self) -> None:
-        """Keys issued or revoked since the app started count at once (a revoked key must not wait for
-        a restart). The file is written atomically, so it is read whole or not at all; one that fails
-        to load (a bad hand edit) leaves the keys as they were. Roles and passwords stay as read at start."""
+    def _refresh(self) -> None:
+        """Read the file again if it changed since last read (a stat a call). One that fails to load
+        (a bad hand edit) leaves everyone as they were, and says why on stderr once per change."""
         stamp = _stamp(self.path)
         if stamp is None or stamp == self._stamp:
             return
+        self._stamp = stamp
         try:
             fresh = Users.load(self.path).users
         except AuthError as exc:
-            print(f"api keys: not reloaded: {exc}", file=sys.stderr, flush=True)
+            print(f"users file: not reloaded, the users read before still apply: {exc}", file=sys.stderr, flush=True)
             return
-        self._stamp = stamp
-        self._by_key = {u.api_key: self.users[n] for n, u in fresh.items() if u.api_key and n in self.users}
+        by_key = {u.api_key: u for u in fresh.values() if u.api_key}
+        self.users, self._by_key = fresh, by_key
 
     def check(self, name: str, password: str, client: str = "local", now: float | None = None) -> bool:
         """Gradio's log-in callback: True lets the user in. A client that keeps failing waits
@@ -167,6 +170,7 @@ class Users:
         try:
             name, password = normal_name(name), password or ""
             if _USER.fullmatch(name) and len(password) <= MAX_PASSWORD:  # else refused, never hashed
+                self._refresh()
                 user = self.users.get(name)
                 ok = user is not None and verify_password(password, user.password)
                 if user is None:  # spend the same time as a real check, so names cannot be probed by timing

@@ -172,3 +172,25 @@ def test_failed_keys_from_a_flood_of_addresses_cost_bounded_memory(users_file):
     for i in range(200):
         users.check_key("fa-guess", f"2001:db8::{i:x}", now=100.0)
     assert len(users.throttle) <= 50
+
+
+def test_the_running_app_sees_users_file_changes_at_once_and_a_bad_edit_changes_nothing(users_file, capsys):
+    users = Users.load(users_file)  # as the app holds it from start
+    access = Access(users)
+    add_user(users_file, "wanjiru", "farmer", "sorghum in the dry season")  # added while the app runs
+    assert users.check("wanjiru", "sorghum in the dry season") and access.allows("wanjiru", "farmer")
+    key = auth.issue_key(users_file, "wanjiru")
+    assert users.check_key(key, "10.0.0.7")[0].name == "wanjiru"
+    add_user(users_file, "joseph", "trainer", "maize and beans")  # promoted
+    assert access.allows("joseph", "trainer")
+    add_user(users_file, "amina", "trainer", "a new password")  # a password reset: the old one stops working
+    assert not users.check("amina", "correct horse battery", client="amina-pc")
+    assert users.check("amina", "a new password", client="amina-pc")
+    good = users_file.read_text()
+    users_file.write_text(good.replace('"role": "trainer"', '"role": "boss"', 1))  # a bad hand edit
+    assert access.allows("joseph", "trainer") and users.check_key(key, "10.0.0.7")[0].name == "wanjiru"
+    assert "not reloaded" in capsys.readouterr().err
+    users_file.write_text(good)  # mended
+    assert access.allows("joseph", "trainer") and users.check("wanjiru", "sorghum in the dry season")
+    auth.revoke_key(users_file, "wanjiru")
+    assert users.check_key(key, "10.0.0.7")[0] is None
