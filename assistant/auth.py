@@ -22,6 +22,7 @@ import json
 import re
 import secrets
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,7 @@ class Users:
         self.throttle = LoginThrottle()
         self._by_key = {u.api_key: u for u in users.values() if u.api_key}
         self._stamp = _stamp(path)
+        self._reading = threading.Lock()  # one reader of a changed file at a time, so an older read never wins
 
     @classmethod
     def load(cls, path: Path) -> Users:
@@ -147,18 +149,21 @@ class Users:
 
     def _refresh(self) -> None:
         """Read the file again if it changed since last read (a stat a call). One that fails to load
-        (a bad hand edit) leaves everyone as they were, and says why on stderr once per change."""
-        stamp = _stamp(self.path)
-        if stamp is None or stamp == self._stamp:
+        (a bad hand edit, a file emptied or deleted) leaves everyone as they were, and says why on
+        stderr once per change: a broken file never opens the app, nor locks everyone out."""
+        if _stamp(self.path) == self._stamp:
             return
-        self._stamp = stamp
-        try:
-            fresh = Users.load(self.path).users
-        except AuthError as exc:
-            print(f"users file: not reloaded, the users read before still apply: {exc}", file=sys.stderr, flush=True)
-            return
-        by_key = {u.api_key: u for u in fresh.values() if u.api_key}
-        self.users, self._by_key = fresh, by_key
+        with self._reading:
+            stamp = _stamp(self.path)  # again, under the lock: another thread may have read it meanwhile
+            if stamp is None or stamp == self._stamp:
+                return
+            try:
+                fresh = Users.load(self.path).users
+            except Exception as exc:  # noqa: BLE001 - whatever a hand edit did, the users read before still apply
+                print(f"users file: not reloaded, the users read before still apply: {exc}", file=sys.stderr, flush=True)
+            else:
+                self.users, self._by_key = fresh, {u.api_key: u for u in fresh.values() if u.api_key}
+            self._stamp = stamp
 
     def check(self, name: str, password: str, client: str = "local", now: float | None = None) -> bool:
         """Gradio's log-in callback: True lets the user in. A client that keeps failing waits

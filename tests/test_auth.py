@@ -190,6 +190,10 @@ def test_the_running_app_sees_users_file_changes_at_once_and_a_bad_edit_changes_
     users_file.write_text(good.replace('"role": "trainer"', '"role": "boss"', 1))  # a bad hand edit
     assert access.allows("joseph", "trainer") and users.check_key(key, "10.0.0.7")[0].name == "wanjiru"
     assert "not reloaded" in capsys.readouterr().err
+    users_file.write_text(good.replace('"role": "trainer"', '"role": ["trainer"]', 1))  # not even a string
+    assert access.allows("joseph", "trainer") and "not reloaded" in capsys.readouterr().err
+    users_file.write_text('{"users": {}}')  # emptied: nobody is locked out, nobody let in
+    assert users.check("wanjiru", "sorghum in the dry season") and "lists no users" in capsys.readouterr().err
     users_file.write_text(good)  # mended
     assert access.allows("joseph", "trainer") and users.check("wanjiru", "sorghum in the dry season")
     auth.revoke_key(users_file, "wanjiru")

@@ -288,7 +288,12 @@ def test_the_served_base_is_told_by_what_can_be_read(tiny_base, tmp_path):
     llama = tmp_path / "llama"  # an HF directory readable here, of another family: not a Gemma 3 base at all
     llama.mkdir()
     (llama / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    assert served_base_matches(llama, dataclasses.replace(tiny_base, gguf_path=None)) is False
+    hf_only = dataclasses.replace(tiny_base, gguf_path=None)
+    assert served_base_matches(llama, hf_only) is False
+    half = tmp_path / "half"  # a Gemma 3 config whose weights are not readable here: nothing sure
+    half.mkdir()
+    (half / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+    assert served_base_matches(half, hf_only) is None
 
 
 @pytest.mark.parametrize("spec", ["/here", "=/there", "/here="])

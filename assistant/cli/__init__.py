@@ -37,7 +37,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="--engine server: what the server is")
     parser.add_argument("--server-path-map", default=os.environ.get("ASSISTANT_SERVER_PATH_MAP"), metavar="LOCAL=REMOTE",
                         help="--server-kind vllm: the server reads this app's adapters under REMOTE where they are "
-                             "under LOCAL here (default: the same paths); its API key: ASSISTANT_SERVER_API_KEY")
+                             "under LOCAL here (default: the same paths). A server's --api-key (either kind): "
+                             "ASSISTANT_SERVER_API_KEY")
     parser.add_argument("--quant", default="auto", choices=("auto", "4bit", "bf16", "fp32"),
                         help="precision for --engine hf (auto: 4bit on CUDA, bf16 on CPUs that have it, else fp32)")
 

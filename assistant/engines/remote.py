@@ -61,8 +61,8 @@ def get_json(url: str, path: str, kind: str, headers: dict | None = None):
     except httpx.HTTPError as exc:
         raise EngineError(f"the inference server at {url} is unreachable ({type(exc).__name__}: {exc})") from exc
     if response.status_code == 401:
-        wrong = "rejected the key in" if headers else "wants an API key; set"
-        raise EngineError(f"the {kind} at {url} {wrong} ASSISTANT_SERVER_API_KEY")
+        raise EngineError(f"the {kind} at {url} rejected the API key it was sent; check ASSISTANT_SERVER_API_KEY"
+                          if headers else f"the {kind} at {url} wants an API key; set ASSISTANT_SERVER_API_KEY")
     if response.status_code != 200:
         raise EngineError(f"the inference server at {url} answered {path} with {response.status_code}; "
                           f"is it a {kind}?")

@@ -84,12 +84,14 @@ def served_base_matches(root: Path, base) -> bool | None:
         except (OSError, ValueError):
             return None
     if (root / "config.json").is_file() and base.gguf_path is None:
-        from assistant.base import BaseError, hf_dir_base
+        from assistant.base import GEMMA3_TEXT_TYPES, BaseError, hf_dir_base
 
         try:
+            if json.loads((root / "config.json").read_text()).get("model_type") not in GEMMA3_TEXT_TYPES:
+                return False  # readable, and not a Gemma 3 text model at all
             return hf_dir_base(root, base.cache_dir).sha256 == base.sha256
-        except BaseError:  # readable, and not a Gemma 3 text model at all
-            return False
+        except (OSError, ValueError, AttributeError, BaseError):  # half readable: it tells nothing sure
+            return None
     if _SHA.fullmatch(root.name):  # the cache lays an HF copy out under the GGUF's sha256
         return root.name == base.sha256
     return None
