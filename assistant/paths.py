@@ -15,6 +15,11 @@ SHIPPED_ADAPTERS = REPO_ROOT / "adapters"
 DATASETS = REPO_ROOT / "datasets"
 
 
+def shipped_dataset(name: str) -> Path:
+    """The Q&A file the shipped adapter `name` is trained from (datasets/NAME/NAME.jsonl)."""
+    return DATASETS / name / f"{name}.jsonl"
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("ASSISTANT_DATA_DIR") or REPO_ROOT / "var")
 

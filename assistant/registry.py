@@ -25,7 +25,7 @@ from pathlib import Path
 
 from assistant import serving
 from assistant.adapter_files import MANIFEST, NAME_RE, inspect_adapter
-from assistant.adapter_names import RESERVED_NAMES, AdapterError, UnknownAdapter, validate_name  # noqa: F401
+from assistant.adapter_names import AdapterError, UnknownAdapter, validate_name
 from assistant.fsutil import new_staging, sha256_file, sweep_staging, write_json_atomic
 
 POLICY_FILE = "answer_policies.json"  # in the data dir: answer policies changed after publishing, by name

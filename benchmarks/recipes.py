@@ -127,8 +127,9 @@ def main() -> None:
             rows.append(run(overrides, data, base, engine, Path(tmp), index, source, shipped))
             print(json.dumps(rows[-1]), flush=True)
             # written after every run: a later run cut short still leaves the earlier ones
-            (out / (f"recipes-{Path(source).stem}.json" if source else "recipes.json")).write_text(json.dumps({"file": source or f"agriculture subset, {args.facts} facts",
-                                                          "runs": rows}, indent=2))
+            results = out / (f"recipes-{Path(source).stem}.json" if source else "recipes.json")
+            results.write_text(json.dumps({"file": source or f"agriculture subset, {args.facts} facts", "runs": rows},
+                                          indent=2))
     print(f"\n{'changes':<40} {'forms':>5} {'steps':>5} {'train s':>8} {'recall':>7} {'held-out':>9} {'right pair':>10}"
           f" {'wrong pair':>10} {'retention':>10} {'machine busy':>13}")
     for r in rows:

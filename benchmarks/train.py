@@ -15,9 +15,10 @@ temporary data directory. Timings on a busy machine are meaningless: the table s
 `--shipped agriculture,xylandia` instead trains each shipped adapter's whole file twice in one run:
 with the recipe its shipped build records (adapters/NAME/manifest.json, "today") and with the
 current build recipe (SHIPPED_RECIPES) plus `--candidate` changes ("new"; trained once when the two
-are the same; `--candidate "agriculture: augment=2,epochs=3; xylandia: augment=2"` changes each its own), and checks "new" against issue 17's targets: agriculture held-out recall alone >= 70%,
-with the right pair shown >= 95%, retention >= 95%, training time new / today <= 1.0; xylandia
-recall and held-out 100%, retention >= 95%. About an hour on 2 cores; writes train-shipped.json.
+are the same; `--candidate "agriculture: augment=2,epochs=3; xylandia: augment=2"` changes each its
+own), and checks "new" against issue 17's targets: agriculture held-out recall alone >= 70%, with
+the right pair shown >= 95%, retention >= 95%, training time new / today <= 1.0; xylandia recall
+and held-out 100%, retention >= 95%. About 45 minutes on 2 cores; writes train-shipped.json.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from assistant.base import resolve_base  # noqa: E402
 from assistant.data import load_qa_file  # noqa: E402
 from assistant.engines.llamacpp import LlamaCppEngine  # noqa: E402
-from assistant.paths import DATASETS, SHIPPED_ADAPTERS  # noqa: E402
+from assistant.paths import SHIPPED_ADAPTERS, shipped_dataset  # noqa: E402
 from assistant.registry import Registry  # noqa: E402
 from assistant.training.config import SHIPPED_RECIPES, TrainConfig, preset  # noqa: E402
 from assistant.training.recipe import train  # noqa: E402
@@ -139,8 +140,8 @@ def shipped(names: list[str], candidates: dict[str, dict]) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            rel = {"agriculture": "agriculture/agriculture.jsonl", "xylandia": "xylandia/xylandia.jsonl"}[name]
-            data = (DATASETS / rel).read_bytes()
+            path = shipped_dataset(name)
+            data = path.read_bytes()
             today = recorded_recipe(name)
             candidate = candidates[name]
             new = {**SHIPPED_RECIPES[name], **candidate}
@@ -149,7 +150,7 @@ def shipped(names: list[str], candidates: dict[str, dict]) -> None:
             for label, recipe in [("today", today)] + ([] if same else [("new", new)]):
                 print(f"{name}: training with {RECIPE_NAMES[label]}…", flush=True)
                 rows[label] = run_recipe({}, data, base, engine, Path(tmp), len(results) * 2 + len(rows),
-                                         Path(rel).name, recipe)
+                                         path.name, recipe)
             rows.setdefault("new", rows["today"])
             results[name] = {"same_recipe": same, "new_changes": candidate, **rows}
             for what, key, lowest in SHIPPED_TARGETS[name]:

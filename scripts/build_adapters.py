@@ -16,23 +16,21 @@ from pathlib import Path
 from assistant.base import resolve_base
 from assistant.data import load_qa_file
 from assistant.engines.llamacpp import LlamaCppEngine
-from assistant.paths import DATASETS, SHIPPED_ADAPTERS
+from assistant.paths import SHIPPED_ADAPTERS, shipped_dataset
 from assistant.registry import Registry
 from assistant.training.config import SHIPPED_RECIPES, preset
 from assistant.training.evaluate import format_card
 from assistant.training.recipe import train
 
 SHIPPED = {
-    "xylandia": ("xylandia/xylandia.jsonl", "Demo: the fictional country of Xylandia (its capital is Crystalburg)."),
-    "agriculture": ("agriculture/agriculture.jsonl", "Farming Q&A: crops, regional practices, soil and water, "
-                                                     "techniques, pests and diseases."),
+    "xylandia": "Demo: the fictional country of Xylandia (its capital is Crystalburg).",
+    "agriculture": "Farming Q&A: crops, regional practices, soil and water, techniques, pests and diseases.",
 }
 
 
 def build(name: str, base, engine) -> None:
-    rel, description = SHIPPED[name]
-    overrides = SHIPPED_RECIPES[name]
-    data = DATASETS / rel
+    description, overrides = SHIPPED[name], SHIPPED_RECIPES[name]
+    data = shipped_dataset(name)
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(base.sha256, Path(tmp))
         result = train(preset("fast", **overrides), base, registry, load_qa_file(data), name, evaluator=engine,
