@@ -42,7 +42,8 @@ run: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser
+# The llama-server tests run against the real binary, so `make test` builds it (once, ~5 min on 2 cores).
+test: setup browser llama-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
@@ -64,8 +65,8 @@ bench: setup
 bench-shipped: setup
 	$(BIN)/python benchmarks/train.py --shipped agriculture,xylandia
 
-# Not a prerequisite of setup or test: only `--engine llama-server` and tests/test_llama_server.py
-# need it (those tests skip, saying so, until it is built).
+# Not a prerequisite of setup: only `--engine llama-server` and the llama-server tests need it (run
+# alone, as `make test-fast` does, those tests skip, saying so, until it is built).
 llama-server:
 	PIP=$(BIN)/pip scripts/build_llama_server.sh $(CACHE)
 

@@ -139,7 +139,8 @@ def test_conflicting_answers_refuse_to_train_unless_allowed(tiny_base, tmp_path)
 
 
 @pytest.mark.parametrize("bad", [{"rank": 0}, {"learning_rate": 0}, {"epochs": 0}, {"target_modules": ("lm_head",)},
-                                 {"precision": "int3"}, {"dropout": 1.0}, {"augment": -1}, {"augment": 17}])
+                                 {"precision": "int3"}, {"dropout": 1.0}, {"augment": -1}, {"augment": 17},
+                                 {"augment_by": "gpt"}])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="invalid training config"):
         config.preset("fast", **bad)

@@ -91,7 +91,7 @@ def question_forms(train: list[Record], count: int, seed: int = 0) -> list[Form]
         pool = [(rules, text, r) for r in records for rules, text in _candidates(r, rng)
                 if keeps_facts(r.question, text, r.keywords)]
         chosen = [r.question for r in records]
-        for rules, text, record in _most_different(pool, chosen, need, taken):
+        for rules, text, record in most_different(pool, chosen, need, taken):
             taken.add(question_key(text))
             forms.append(Form(text, record.answer, list(record.keywords), record.row, rules))
     return forms
@@ -199,7 +199,7 @@ def _query(text: str) -> str:
     return " ".join(kept).rstrip("?.,") + "?"
 
 
-def _most_different(pool, chosen: list[str], need: int, taken: set[str]) -> list:
+def most_different(pool, chosen: list[str], need: int, taken: set[str]) -> list:
     """Greedily the candidate least like every wording so far, so the forms spread out; a surface
     already picked (a frame, a keywords-only query, casual typing) counts against its next use, so
     most forms are whole questions reworded rather than one question in three wrappers."""

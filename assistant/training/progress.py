@@ -23,7 +23,7 @@ def stop_if_cancelled(cancel: threading.Event) -> None:
 class Progress:
     """One progress event: what the UI's bar, ETA and loss plot are drawn from."""
 
-    phase: str  # prepare | replay | train | evaluate | publish | done
+    phase: str  # prepare | augment | replay | train | evaluate | publish | done
     step: int = 0
     total: int = 0
     loss: float | None = None

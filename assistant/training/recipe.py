@@ -73,7 +73,7 @@ def train(cfg: TrainConfig, base, registry, report, name: str, evaluator=None,
     emit(Progress("prepare", message="loading the base model"))
     model, tokenizer, device = _load_trainable(base, cfg)
     # More wordings of each training question (never from held-out rows: only report.train goes in).
-    forms = augment.question_forms(report.train, cfg.augment, cfg.seed) if cfg.augment else []
+    forms = _question_forms(cfg, report.train, evaluator, (model, tokenizer, device), emit, cancel)
     rows = [(r.question, r.answer) for r in report.train] + [(f.question, f.answer) for f in forms]
     pairs = [(q, steps.one_line(a, fmt.name)) for q, a in rows] * cfg.repeats
     examples = [steps.encode(tokenizer, fmt, q, a, cfg.answer_only_loss) for q, a in pairs]
@@ -182,6 +182,21 @@ def _load_trainable(base, cfg: TrainConfig):
                       target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)  # adapters in fp32 even over a bf16 base (peft's default)
     return model, AutoTokenizer.from_pretrained(hf_dir), device
+
+
+def _question_forms(cfg: TrainConfig, train_rows, evaluator, trainable, emit, cancel) -> list:
+    """The generated wordings of the training questions, by rules or by the base (augment_by)."""
+    if not cfg.augment:
+        return []
+    if cfg.augment_by == "rules":
+        return augment.question_forms(train_rows, cfg.augment, cfg.seed)
+    from assistant.training import base_forms
+
+    emit(Progress("augment", message=f"the base model rewords {len(train_rows)} questions"))
+    complete = base_forms.engine_completer(evaluator) if evaluator is not None else base_forms.hf_completer(*trainable)
+    forms = base_forms.base_forms(train_rows, cfg.augment, complete, cfg.seed, cancel)
+    stop_if_cancelled(cancel)
+    return forms
 
 
 def _learning_rate(cfg: TrainConfig, step: int) -> float:
