@@ -67,11 +67,19 @@ def share_swap_answers() -> None:
 
 
 def parse_run(spec: str) -> dict:
-    """`key=value,key=value` -> typed TrainConfig overrides, read as `assistant train --set` reads them."""
+    """`key=value,key=value` -> typed TrainConfig overrides, read as `assistant train --set` reads them.
+    A part without "=" continues the value before it, so a list reads as it does on the command
+    line: `target_modules=q_proj,v_proj,rank=8`."""
     from assistant.cli.train import parse_overrides
 
+    items: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if part and "=" not in part and items:
+            items[-1] += "," + part
+        elif part:
+            items.append(part)
     try:
-        return parse_overrides([part.strip() for part in spec.split(",") if part.strip()])
+        return parse_overrides(items)
     except ValueError as exc:
         sys.exit(f"--runs/--candidate {spec!r}: {exc}")
 
