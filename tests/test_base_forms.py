@@ -94,7 +94,7 @@ def test_the_engine_completer_is_one_line_and_the_same_for_a_seed(tiny_llamacpp)
     complete = base_forms.engine_completer(tiny_llamacpp)
     prompt = base_forms.PROMPT.format(question="What colour is the Zorblat fruit?")
     greedy, sampled = complete(prompt, 0), complete(prompt, 1)
-    assert "\n" not in greedy + sampled
+    assert "\n" not in greedy + sampled and greedy and sampled != greedy
     assert complete(prompt, 0) == greedy and complete(prompt, 1) == sampled
     assert tiny_llamacpp.stats()["busy"] == 0  # a try cut at its line break gave its slot back
 
@@ -110,3 +110,15 @@ def test_a_cancelled_training_stops_asking_the_base():
 
     assert base_forms.base_forms([MAIZE, STAGE], 2, complete, cancel=cancel) == []
     assert len(shown) == 1
+
+
+def test_the_hf_completer_is_one_line_and_the_same_for_a_seed(tiny_base):
+    """Where no engine is given, the model being trained writes them, its adapter off."""
+    from assistant.training import config, recipe
+
+    model, tokenizer, device = recipe._load_trainable(tiny_base, config.preset("tiny"))
+    complete = base_forms.hf_completer(model, tokenizer, device)
+    prompt = base_forms.PROMPT.format(question="What colour is the Zorblat fruit?")
+    greedy, sampled = complete(prompt, 0), complete(prompt, 1)
+    assert "\n" not in greedy + sampled and greedy and sampled != greedy
+    assert complete(prompt, 0) == greedy and complete(prompt, 1) == sampled
