@@ -57,11 +57,11 @@ def test_kept_share_counts_known_synonyms_and_word_forms():
 
 def _fake_base(shown: list[str]):
     """A completer that rewords a question three ways, one a seed, and records every prompt."""
-    def complete(prompt: str, seed: int) -> str:
+    def complete(prompt: str, seed: int | None) -> str:
         shown.append(prompt)
         question = prompt.rsplit("Question: ", 1)[1].split("\n", 1)[0]
         subject = question.split(" ", 2)[2].rstrip("?")
-        return [f"Tell me which {subject}?", f"Can you say what {subject}?", f"What {subject}?"][seed % 3]
+        return [f"Tell me which {subject}?", f"Can you say what {subject}?", f"What {subject}?"][(seed or 0) % 3]
 
     return complete
 
@@ -93,9 +93,9 @@ def test_the_recipe_shows_the_base_training_rows_only_and_stores_what_it_kept(ti
 def test_the_engine_completer_is_one_line_and_the_same_for_a_seed(tiny_llamacpp):
     complete = base_forms.engine_completer(tiny_llamacpp)
     prompt = base_forms.PROMPT.format(question="What colour is the Zorblat fruit?")
-    greedy, sampled = complete(prompt, 0), complete(prompt, 1)
+    greedy, sampled = complete(prompt, None), complete(prompt, 1)
     assert "\n" not in greedy + sampled and greedy and sampled != greedy
-    assert complete(prompt, 0) == greedy and complete(prompt, 1) == sampled
+    assert complete(prompt, None) == greedy and complete(prompt, 1) == sampled
     assert tiny_llamacpp.stats()["busy"] == 0  # a try cut at its line break gave its slot back
 
 
@@ -119,6 +119,6 @@ def test_the_hf_completer_is_one_line_and_the_same_for_a_seed(tiny_base):
     model, tokenizer, device = recipe._load_trainable(tiny_base, config.preset("tiny"))
     complete = base_forms.hf_completer(model, tokenizer, device)
     prompt = base_forms.PROMPT.format(question="What colour is the Zorblat fruit?")
-    greedy, sampled = complete(prompt, 0), complete(prompt, 1)
+    greedy, sampled = complete(prompt, None), complete(prompt, 1)
     assert "\n" not in greedy + sampled and greedy and sampled != greedy
-    assert complete(prompt, 0) == greedy and complete(prompt, 1) == sampled
+    assert complete(prompt, None) == greedy and complete(prompt, 1) == sampled

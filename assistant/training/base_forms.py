@@ -48,7 +48,7 @@ Asked another way: What makes tree leaves turn red and yellow in the fall?
 Question: {question}
 Asked another way:"""
 
-Complete = Callable[[str, int], str]  # (prompt, seed) -> the first line of the base's continuation
+Complete = Callable[[str, "int | None"], str]  # (prompt, sampling seed or None: greedy) -> its first line
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _NAME_OR_NUMBER = re.compile(r"\d+(?:[.,]\d+)*|\b[A-Z][a-z]+\b")
 
@@ -71,7 +71,8 @@ def base_forms(train: list[Record], count: int, complete: Complete, seed: int = 
             for attempt in range(tries):
                 if cancel is not None and cancel.is_set():
                     return forms
-                text = " ".join(complete(PROMPT.format(question=record.question.strip()), seed * 1000 + attempt).split())
+                sampling = (seed * tries + attempt) % 2**31 if attempt else None  # the first try greedy
+                text = " ".join(complete(PROMPT.format(question=record.question.strip()), sampling).split())
                 if accepted(record, text):
                     pool.append(("base-model", text, record))
         for rules, text, record in most_different(pool, [r.question for r in records], need, taken):
@@ -102,7 +103,7 @@ def accepted(record: Record, text: str) -> bool:
 
 def kept_share(question: str, form: str) -> float:
     """Share of the question's content words the form still has, itself or as a synonym the rules
-    know (either way round), compared by their first five letters ("germinate" keeps "germination")."""
+    know (either way round), compared by stem (`_stem`: "germinate" keeps "germination")."""
     content = [w.casefold() for w in _WORD.findall(question) if w.casefold() not in STOPWORDS]
     if not content:
         return 1.0
@@ -117,13 +118,13 @@ def kept_share(question: str, form: str) -> float:
 
 
 def engine_completer(engine) -> Complete:
-    """`complete` from an answer engine (llama.cpp or transformers) with no adapter: sampled at
-    TEMPERATURE with the seed it is given (seed 0 of each question greedy), cut at the first line."""
+    """`complete` from an answer engine (llama.cpp or transformers) with no adapter: greedy, or
+    sampled at TEMPERATURE with the seed it is given; cut at the first line."""
     from assistant.engines import GenerationSettings
 
-    def complete(prompt: str, seed: int) -> str:
-        settings = GenerationSettings(max_tokens=MAX_TOKENS, temperature=TEMPERATURE if seed % 1000 else 0.0,
-                                      seed=seed)
+    def complete(prompt: str, seed: int | None) -> str:
+        settings = GenerationSettings(max_tokens=MAX_TOKENS, temperature=0.0 if seed is None else TEMPERATURE,
+                                      seed=seed or 0)
         ids, text = [], ""
         stream = engine.generate_ids(engine.tokenize(prompt), None, settings)
         try:
@@ -145,10 +146,10 @@ def hf_completer(model, tokenizer, device) -> Complete:
     """`complete` from the model being trained, its adapter disabled (where no engine is given)."""
     import torch
 
-    def complete(prompt: str, seed: int) -> str:
+    def complete(prompt: str, seed: int | None) -> str:
         ids = torch.tensor([tokenizer(prompt)["input_ids"]], device=device)
-        sampled = bool(seed % 1000)
-        torch.manual_seed(seed)
+        sampled = seed is not None
+        torch.manual_seed(seed or 0)
         with torch.no_grad(), model.disable_adapter():
             out = model.generate(input_ids=ids, max_new_tokens=MAX_TOKENS, do_sample=sampled, pad_token_id=0,
                                  temperature=TEMPERATURE if sampled else None, top_p=None, top_k=None,
