@@ -42,7 +42,7 @@ run: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-# The llama-server tests run against the real binary, so `make test` builds it (once, ~5 min on 2 cores).
+# The llama-server tests run against the real binary, so `make test` builds it (once, 4-11 min on 2 cores).
 test: setup browser llama-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
