@@ -27,7 +27,7 @@ from collections.abc import Callable
 from assistant.data.report import Record, question_key
 from assistant.training.augment import STOPWORDS, SYNONYMS, Form, keeps_facts, most_different
 
-TRIES = 6  # sampled tries a question (the first greedy); what passes the checks is chosen from
+TRIES = 6  # tries a question (the first greedy, the rest sampled); the forms are chosen from those that pass
 TEMPERATURE = 0.8
 MAX_TOKENS = 48  # a question is one line; a try that runs on is cut at its first line break
 MIN_KEPT = 0.5  # share of the question's content words a form must keep...
