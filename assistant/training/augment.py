@@ -57,7 +57,7 @@ FUNCTION_WORDS = {"what", "which", "who", "whose", "whom", "why", "how", "when",
                   "below", "during", "after", "before", "explain", "describe", "give", "the", "a", "an", "what's"}
 STOPWORDS = (FUNCTION_WORDS - {"name"}) | {"of", "to", "and", "or", "be", "it", "its", "that", "this", "by", "with", "as", "from",
                               "what's", "me", "i", "you", "meant", "reason", "way", "my", "your", "there", "has", "have", "was", "were", "did"}
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _UNITS = r"°\s?[CF]|%|(?:mg|kg|g|t|ha|acres?|mm|cm|km|m|ml|l|days?|weeks?|months?|years?|hours?)(?:/\w+)?\b"
 _NUMBER = re.compile(rf"\d+(?:[.,]\d+)*(?:\w*)(?:\s?(?:{_UNITS}))?")  # "10°C", "75 cm", "1930s", "18th"
 
@@ -78,6 +78,18 @@ class Form:
 
 def question_forms(train: list[Record], count: int, seed: int = 0) -> list[Form]:
     """Up to `count` new wordings per fact (fewer when the file already words it several ways)."""
+    def candidates(answer: str, records: list[Record]) -> list:
+        rng = random.Random(f"{seed}\x00{answer}")  # a string seed: the same in every process
+        return [(rules, text, r) for r in records for rules, text in _candidates(r, rng)
+                if keeps_facts(r.question, text, r.keywords)]
+
+    return choose_forms(train, count, candidates)
+
+
+def choose_forms(train: list[Record], count: int, candidates) -> list[Form]:
+    """The training rows grouped by fact (same answer), and for each fact worded fewer than
+    `count + 1` ways, the most different of `candidates(answer, records)` -- (rules, text, record)
+    tuples -- as Forms. Shared by every writer of forms (rules here, the base in base_forms.py)."""
     facts: dict[str, list[Record]] = {}
     for record in train:
         facts.setdefault(" ".join(record.answer.split()), []).append(record)
@@ -87,11 +99,8 @@ def question_forms(train: list[Record], count: int, seed: int = 0) -> list[Form]
         need = count + 1 - len(records)
         if need <= 0:
             continue
-        rng = random.Random(f"{seed}\x00{answer}")  # a string seed: the same in every process
-        pool = [(rules, text, r) for r in records for rules, text in _candidates(r, rng)
-                if keeps_facts(r.question, text, r.keywords)]
-        chosen = [r.question for r in records]
-        for rules, text, record in most_different(pool, chosen, need, taken):
+        pool = candidates(answer, records)
+        for rules, text, record in _most_different(pool, [r.question for r in records], need, taken):
             taken.add(question_key(text))
             forms.append(Form(text, record.answer, list(record.keywords), record.row, rules))
     return forms
@@ -100,7 +109,7 @@ def question_forms(train: list[Record], count: int, seed: int = 0) -> list[Form]
 def protected(question: str, keywords: list[str]) -> list[str]:
     """What a form must keep: numbers (with their unit), capitalised names, keywords in the question."""
     items = [m.group().strip() for m in _NUMBER.finditer(question)]
-    words = _WORD.findall(_NUMBER.sub(" ", question))  # the "C" of "10°C" is a unit, not a name
+    words = WORD.findall(_NUMBER.sub(" ", question))  # the "C" of "10°C" is a unit, not a name
     items += [w for i, w in enumerate(words) if w[0].isupper() and (i > 0 or w.casefold() not in FUNCTION_WORDS)]
     return items + [k for k in keywords if k.casefold() in question.casefold()]
 
@@ -141,7 +150,7 @@ def preview(train: list[Record], count: int, on: bool, seed: int = 0, shown: int
 def _candidates(record: Record, rng: random.Random) -> list[tuple[str, str]]:
     """(rules, text) for every way the rules can reword one question."""
     q = record.question.strip()
-    keep = {w.casefold() for k in record.keywords for w in _WORD.findall(k)}
+    keep = {w.casefold() for k in record.keywords for w in WORD.findall(k)}
     shapes = [("", q)] + [("place-last", t) for t in [_place_last(q)] if t] + _openings(q) + _what_is(q)
     out = []
     for rules, text in shapes:
@@ -182,12 +191,12 @@ def _swap_words(text: str, keep: set[str], rng: random.Random, share: float) -> 
         if word in SYNONYMS and word not in keep and (share >= 1 or rng.random() < share):
             return SYNONYMS[word]
         return word
-    return _WORD.sub(swap, text)
+    return WORD.sub(swap, text)
 
 
 def _casual(text: str) -> str:
     # How people type into a chat box: no capital on the opening word (unless a name), no "?".
-    first = _WORD.match(text)
+    first = WORD.match(text)
     if first and first.group().casefold() in FUNCTION_WORDS:
         text = text[0].lower() + text[1:]
     return text.rstrip("?. ")
@@ -199,7 +208,7 @@ def _query(text: str) -> str:
     return " ".join(kept).rstrip("?.,") + "?"
 
 
-def most_different(pool, chosen: list[str], need: int, taken: set[str]) -> list:
+def _most_different(pool, chosen: list[str], need: int, taken: set[str]) -> list:
     """Greedily the candidate least like every wording so far, so the forms spread out; a surface
     already picked (a frame, a keywords-only query, casual typing) counts against its next use, so
     most forms are whole questions reworded rather than one question in three wrappers."""
@@ -224,7 +233,7 @@ def _surface(rules: str) -> str:
 
 
 def _words(text: str) -> set[str]:
-    return {w.casefold() for w in _WORD.findall(text)} | set(re.findall(r"\d+", text))
+    return {w.casefold() for w in WORD.findall(text)} | set(re.findall(r"\d+", text))
 
 
 def _overlap(a: set[str], b: set[str]) -> float:

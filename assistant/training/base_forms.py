@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 
 from assistant.data.report import Record, question_key
-from assistant.training.augment import STOPWORDS, SYNONYMS, Form, keeps_facts, most_different
+from assistant.training.augment import STOPWORDS, SYNONYMS, WORD, Form, choose_forms, keeps_facts
 
 TRIES = 6  # tries a question (the first greedy, the rest sampled); the forms are chosen from those that pass
 TEMPERATURE = 0.8
@@ -49,7 +49,6 @@ Question: {question}
 Asked another way:"""
 
 Complete = Callable[[str, "int | None"], str]  # (prompt, sampling seed or None: greedy) -> its first line
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _NAME_OR_NUMBER = re.compile(r"\d+(?:[.,]\d+)*|\b[A-Z][a-z]+\b")
 
 
@@ -57,36 +56,27 @@ def base_forms(train: list[Record], count: int, complete: Complete, seed: int = 
                cancel: threading.Event | None = None, tries: int = TRIES) -> list[Form]:
     """Up to `count` checked wordings per fact written by the base (fewer when the file already
     words the fact several ways, as with the rules)."""
-    facts: dict[str, list[Record]] = {}
-    for record in train:
-        facts.setdefault(" ".join(record.answer.split()), []).append(record)
-    taken = {question_key(r.question) for r in train}
-    forms = []
-    for records in facts.values():
-        need = count + 1 - len(records)
-        if need <= 0:
-            continue
+    def candidates(_answer: str, records: list[Record]) -> list:
         pool = []
         for record in records:
             for attempt in range(tries):
                 if cancel is not None and cancel.is_set():
-                    return forms
+                    return []  # a fact half asked gets no forms; the recipe then stops
                 sampling = (seed * tries + attempt) % 2**31 if attempt else None  # the first try greedy
                 text = " ".join(complete(PROMPT.format(question=record.question.strip()), sampling).split())
                 if accepted(record, text):
                     pool.append(("base-model", text, record))
-        for rules, text, record in most_different(pool, [r.question for r in records], need, taken):
-            taken.add(question_key(text))
-            forms.append(Form(text, record.answer, list(record.keywords), record.row, rules))
-    return forms
+        return pool
+
+    return choose_forms(train, count, candidates)
 
 
 def accepted(record: Record, text: str) -> bool:
     """Whether a try may teach the pair's answer: one whole question asking for the same fact."""
     question = record.question.strip()
     known = question + " " + record.answer
-    words = [w.casefold() for w in _WORD.findall(text)]
-    asked = {w.casefold() for w in _WORD.findall(question)}
+    words = [w.casefold() for w in WORD.findall(text)]
+    asked = {w.casefold() for w in WORD.findall(question)}
     if not text.endswith("?") or text.count("?") != 1 or not 3 <= len(words) <= 2 * len(question.split()) + 4:
         return False
     if question_key(text) == question_key(question) or not keeps_facts(question, text, record.keywords):
@@ -94,7 +84,7 @@ def accepted(record: Record, text: str) -> bool:
     if (set(words) & WH_WORDS) - asked or (words[0] in YES_NO and _first(question) not in YES_NO):
         return False  # "Where is maize ..." for "At which stage ...", "Is ..." for "What ...": another question
     thing = _asked_for(words)
-    if thing and not any(_stem(thing) == _stem(w) for w in _WORD.findall(known)):
+    if thing and not any(_stem(thing) == _stem(w) for w in WORD.findall(known)):
         return False  # "What colour maize ...": what it asks for is not what the pair is about
     if any(item not in known for item in _NAME_OR_NUMBER.findall(text) if not _opening(text, item)):
         return False  # a number or name the pair never mentions: another fact, or one made up
@@ -104,11 +94,11 @@ def accepted(record: Record, text: str) -> bool:
 def kept_share(question: str, form: str) -> float:
     """Share of the question's content words the form still has, itself or as a synonym the rules
     know (either way round), compared by stem (`_stem`: "germinate" keeps "germination")."""
-    content = [w.casefold() for w in _WORD.findall(question) if w.casefold() not in STOPWORDS]
+    content = [w.casefold() for w in WORD.findall(question) if w.casefold() not in STOPWORDS]
     if not content:
         return 1.0
     have = set()
-    for word in (w.casefold() for w in _WORD.findall(form)):
+    for word in (w.casefold() for w in WORD.findall(form)):
         have |= {_stem(word)} | {_stem(w) for w in SYNONYMS.get(word, "").split()}
 
     def kept(word: str) -> bool:
@@ -170,7 +160,7 @@ def _stem(word: str) -> str:
 
 
 def _first(text: str) -> str:
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     return words[0].casefold() if words else ""
 
 
