@@ -102,6 +102,28 @@ def measure(configs: dict[str, dict], reps: int, tokens: int, details: dict) -> 
     if "product default" in results and "libgomp default (before)" in results:
         ratio = median(results["product default"]["0"]) / median(results["libgomp default (before)"]["0"])
         rows.append(row("idle decode, product default / libgomp default", ratio, "x", ">=", 0.95))
+    rows += ceiling_rows(results)
+    return rows
+
+
+def ceiling_rows(results: dict) -> list:
+    """What one core allows on this host. Decoding threads meet at a barrier after every operation,
+    so two of them progress only while both hold a core, and the kernel does not schedule them as a
+    pair: beside one busy program either setting decodes at about one core's speed. One thread's
+    idle speed over two threads' is therefore the share of idle any setting can keep beside one busy
+    program; where it is under 0.60 the goal beside one is out of reach on this host, whatever the
+    OpenMP settings (seen: 0.96 on one host, 0.55 on another)."""
+    one, product = results.get("one thread"), results.get("product default")
+    if not one or not product:
+        return []
+    idle = median(product["0"])
+    one_idle = median(one["0"])
+    beside_one = [r for r in product["1"] if r is not None]
+    rows = [row("one thread idle / product idle (the most any setting keeps beside 1 co-tenant)",
+                one_idle / idle if idle else None, "x")]
+    if beside_one and one_idle:
+        rows.append(row("product beside 1 co-tenant / one thread idle (1.00: it keeps what one core gives)",
+                        median(beside_one) / one_idle, "x"))
     return rows
 
 
