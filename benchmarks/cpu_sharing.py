@@ -110,16 +110,17 @@ def ceiling_rows(results: dict) -> list:
     """What one core allows on this host. Decoding threads meet at a barrier after every operation,
     so two of them progress only while both hold a core, and the kernel does not schedule them as a
     pair: beside one busy program either setting decodes at about one core's speed. One thread's
-    idle speed over two threads' is therefore the share of idle any setting can keep beside one busy
-    program; where it is under 0.60 the goal beside one is out of reach on this host, whatever the
-    OpenMP settings (seen: 0.96 on one host, 0.55 on another)."""
+    idle speed over two threads' is therefore about the share of idle any setting can keep beside one
+    busy program (within the run-to-run spread of idle speed); where it is under 0.60 the goal beside
+    one is out of reach on this host, whatever the OpenMP settings (seen: 0.96, 0.61-0.70 and 0.55 on
+    three hosts)."""
     one, product = results.get("one thread"), results.get("product default")
     if not one or not product:
         return []
     idle = median(product["0"])
     one_idle = median(one["0"])
     beside_one = [r for r in product["1"] if r is not None]
-    rows = [row("one thread idle / product idle (the most any setting keeps beside 1 co-tenant)",
+    rows = [row("one thread idle / product idle (about the most any setting keeps beside 1 co-tenant)",
                 one_idle / idle if idle else None, "x")]
     if beside_one and one_idle:
         rows.append(row("product beside 1 co-tenant / one thread idle (1.00: it keeps what one core gives)",
