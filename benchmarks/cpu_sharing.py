@@ -10,7 +10,8 @@ loads the embedded base, warms up, then decodes `--tokens` greedy tokens `--reps
 2 busy-loop co-tenants (`python -c 'while True: pass'`) running. Reported per configuration: the
 median tok/s at each load, its share of the same configuration's idle speed, and the lowest share
 of any single run (the targets are on every run), plus the idle speed against the product's
-default. Run alone: `python benchmarks/cpu_sharing.py [--reps N] [--tokens N] [--configs a,b]`;
+default and, when "one thread" runs too, the ceiling one core sets on this host (ceiling_rows;
+`benchmarks/chat.py` runs two settings only, so it prints no ceiling). Run alone: `python benchmarks/cpu_sharing.py [--reps N] [--tokens N] [--configs a,b]`;
 `benchmarks/chat.py` runs it as its last section.
 """
 
