@@ -153,8 +153,9 @@ def test_a_chat_that_leaves_a_batch_frees_its_place_and_the_others_go_on(tiny_ba
 def test_on_the_embedded_base_a_row_gets_its_solo_logits_in_a_full_batch(embedded):
     """The reason greedy answers do not depend on who else is asking: BATCH_ROWS sequences decoded
     in one batch give every row bit-identical logits to that sequence decoded alone, step after
-    step, and so do a draft's tokens evaluated together (assistant.engines.lane). If this fails on
-    a machine, lower BATCH_ROWS there (the CPU's kernels pick another path at that batch size)."""
+    step (assistant.engines.lane). If this fails on a machine, lower BATCH_ROWS there (the CPU's
+    kernels pick another path at that batch size). A draft's tokens evaluated together are not
+    bit-identical to one-token decoding (see the next test)."""
     from assistant.engines.llamacpp import BATCH_ROWS, LlamaCppEngine
 
     engine = LlamaCppEngine(embedded.gguf_path, prompt_format=embedded.prompt_format, slots=1)
@@ -181,12 +182,41 @@ def test_on_the_embedded_base_a_row_gets_its_solo_logits_in_a_full_batch(embedde
             assert np.array_equal(logits, alone[seq][step]), (seq, step, float(np.abs(logits - alone[seq][step]).max()))
             tokens[seq] = int(logits.argmax())
     slot.forget()
-    slot.prepare(prompts[0], 0)
-    first = slot.top_token()
-    drafted = [first] + [int(r.argmax()) for r in alone[0][:BATCH_ROWS - 1]]
-    slot.evaluate(drafted, every_logit=True, seq=0)
-    for i in range(BATCH_ROWS):
-        assert np.array_equal(slot.logits(i), alone[0][i]), i
+
+
+# A checked answer's pair is its draft. Asked with it, the bare base answers this question otherwise
+# than without it here (llama.cpp evaluates a draft's tokens with other kernels than one token).
+PUSH_PULL = ("In East Africa, which plant is sown between maize rows in push-pull to drive off stemborers?",
+             "In East Africa, push-pull intercrops maize with desmodium, which repels stemborer moths, and "
+             "borders the field with Napier grass, which attracts them.")
+
+
+def test_on_the_embedded_base_a_chat_with_a_draft_gets_the_same_answer_beside_other_chats(embedded):
+    """The same drafted chat alone, and in a lane where two other chats decode in one batch, gets the
+    same tokens: a chat with a draft always steps alone (assistant.engines.lane). When it drafted only
+    while alone, it got the undrafted answer beside others."""
+    from tiny import wait_for
+
+    from assistant.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(embedded.gguf_path, prompt_format=embedded.prompt_format, slots=1, batch=3,
+                            step_mode="batch")
+    question, fact = PUSH_PULL
+    prompt = engine.tokenize(engine.prompt_format.render([{"role": "user", "content": question, "facts": [fact]}]))
+    settings = GenerationSettings(max_tokens=32)
+    alone = list(engine.generate_ids(prompt, None, settings, draft=fact))
+    others_alone = [list(engine.generate_ids(engine.tokenize(p), None, settings)) for p in PROMPTS[:2]]
+    gate = threading.Event()
+    _held_lanes(engine, gate)
+    # the drafted chat comes last, so it is never alone in the lane
+    streams = [engine.generate_ids(engine.tokenize(p), None, settings) for p in PROMPTS[:2]]
+    streams.append(engine.generate_ids(prompt, None, settings, draft=fact))
+    wait_for(lambda: sum(lane.members for lane in engine._lanes) == 3, timeout=30, what="three chats in a lane")
+    sizes = _count_batches(engine)
+    gate.set()
+    assert [list(s) for s in streams] == [*others_alone, alone]
+    assert max(sizes) == 2  # the two others did decode in one batch beside it
+    engine.close()
 
 
 @pytest.mark.parametrize("batch", [1, 3])

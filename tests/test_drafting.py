@@ -122,3 +122,44 @@ def test_only_a_checked_answer_passes_its_pair_as_the_draft():
     Answer.start(engine, plan, None, settings, coverage=Coverage(pair=pair)).read()
     Answer.start(engine, plan, None, settings).read()
     assert engine.drafts == ["Crystalburg.", ""]
+
+
+def test_a_chat_with_a_draft_drafts_beside_other_chats_too(tiny_base):
+    """Whether a chat's draft is checked must not depend on who else is asking (engines.lane): in a
+    lane whose other two chats decode in one batch, the drafted chat still checks its draft several
+    tokens at a time, and gets the answer it gets alone."""
+    import threading
+
+    from tiny import wait_for
+
+    from assistant.engines import llama_slot
+    from assistant.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=3, step_mode="batch")
+    settings = GenerationSettings(max_tokens=24)
+    prompt = engine.tokenize("Question: What is the capital of France?\nAnswer:")
+    draft = engine.detokenize(list(engine.generate_ids(prompt, None, settings)))
+    alone = list(engine.generate_ids(prompt, None, settings, draft=draft))
+    gate = threading.Event()
+    for slot in engine._slots:  # every lane waits before its first prompt, so all three share one
+        slot.prepare = lambda *args, _prepare=slot.prepare, **kwargs: (gate.wait(), _prepare(*args, **kwargs))
+    # the drafted chat comes last, so it is never alone in the lane
+    streams = [engine.generate_ids(engine.tokenize(p), None, settings) for p in ("Soil pH 6.5 means", "Hello there")]
+    streams.append(engine.generate_ids(prompt, None, settings, draft=draft))
+    wait_for(lambda: sum(lane.members for lane in engine._lanes) == 3, timeout=30, what="three chats in a lane")
+    drafts, evaluate = [], llama_slot.Slot.evaluate
+
+    def counted(slot, tokens, every_logit=False, seq=0):
+        if every_logit:  # a draft's tokens, checked together
+            drafts.append(len(tokens))
+        return evaluate(slot, tokens, every_logit, seq)
+
+    llama_slot.Slot.evaluate = counted
+    try:
+        gate.set()
+        answers = [list(s) for s in streams]
+    finally:
+        llama_slot.Slot.evaluate = evaluate
+    assert answers[2] == alone
+    assert len(drafts) > 1 and max(drafts) > 1  # its draft was checked at step after step, beside the others
+    engine.close()

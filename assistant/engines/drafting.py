@@ -6,8 +6,10 @@ evaluating several tokens in one batch costs little more than one. The engine th
 the tokens that follow, in the pair's answer, the latest words the model said, evaluates them in
 one batch, and keeps those the model itself would have chosen (greedy: its top token at every
 position). What the model says is unchanged in kind: every kept token is its own argmax; only
-the batches differ, and with them the float rounding, which is fixed for a given prompt and draft,
-so the same question still gets the same answer.
+the batches differ, and with them the float rounding (llama.cpp evaluates several tokens of one
+chat with other kernels than one), which is fixed for a given prompt and draft: a chat with a draft
+always decodes alone in its lane (engines.lane), so the same question still gets the same answer
+whoever else is asking, though not always the answer it would get undrafted.
 
 The match is an n-gram lookup (the longest of the last MAX_NGRAM generated tokens that occurs in the
 draft, its latest occurrence), the technique of Saxena's prompt-lookup decoding and of llama.cpp's

@@ -10,11 +10,24 @@ while fewer than `slots` decode, and otherwise into a busy lane on its adapter w
 
 A lane's own thread drives it: it evaluates each newcomer's prompt alone (so the prompt's rounding
 never depends on who else is decoding), then decodes one token of every chat per step: all in one
-batch, or each alone in turn (with its draft, engines.drafting), whichever is faster on this
-machine now (engines.step_mode). Every row of a batch gets the logits it would get alone, bit for
-bit, as long as a batch has at most the engine's `rows` rows (llama_private.
-load_model_without_repack; tests/test_batching.py checks it on the embedded base), so the same
-question gets the same greedy answer whoever else is asking, either way.
+batch, or each alone in turn, whichever is faster on this machine now (engines.step_mode). Every
+row of a batch gets the logits it would get alone, bit for bit, as long as a batch has at most the
+engine's `rows` rows (llama_private.load_model_without_repack; tests/test_batching.py checks it on
+the embedded base), so the same question gets the same greedy answer whoever else is asking, either
+way.
+
+A chat with a draft (engines.drafting: a checked answer's pair) always steps alone, so that its
+draft is checked at the same steps whoever else is asking. Its draft's tokens are evaluated together,
+and llama.cpp computes several tokens of one sequence with other kernels than one token (its
+attention then multiplies with llamafile's sgemm, which it never uses for a single row, depending on
+the cache's length): a draft's logits differed from one-token decoding after 6 of 10 prompt lengths
+tried here (|Δlogit| up to 0.89). So a drafted answer is fixed for its prompt and draft, but is not
+always the plain greedy answer; when drafting happened only while a chat was alone in its lane, the
+same checked question could get another answer beside other chats. Drafting pays all the same: checked
+answers the service decoded took 1.01x the plain answer's time with it and 1.27x without (one quiet
+run each of benchmarks/trust.py). A llama.cpp built without llamafile drafts exactly, but evaluates
+prompts half as fast (60 tokens: 189 vs 100 ms) and answered slower overall (service median 0.37 s
+against 0.29 s).
 
 The requests' own threads (engines.handoff) only wait for the lane to say they are done, so a
 reader that leaves stops its chat at the next step and frees its sequence; the lane's thread
@@ -140,30 +153,41 @@ class Lane:
                 live.append(request)
         if not live:
             return
-        slot, chooser = self.slot, self.engine._chooser
-        threads = chooser.choose(most, self._steps)
+        slot = self.slot
+        threads = self.engine._chooser.choose(most, self._steps)
         switched = threads != slot.threads
         slot.set_threads(threads, most)
         self._steps += 1
         try:
-            if len(live) == 1:
-                self._step_alone(live[0], threads, switched)
-                return
-            modes, fixed = self.engine._step_modes, self.engine.step_mode
-            mode = modes.choose(self._steps) if fixed == step_mode.MEASURED else fixed
-            started = time.perf_counter()
-            if mode == step_mode.TURNS:  # each alone, one after another (drafting as alone)
-                for request in live:
-                    self._step_alone(request, threads, switched)
-            else:
-                rows = slot.evaluate_rows({r.seq: r.next_token for r in live})
-                for request in live:
-                    request.next_token = self._sample(request, rows[request.seq])
-            if fixed == step_mode.MEASURED and not switched:  # a step right after a thread switch pays for it
-                modes.record(mode, (time.perf_counter() - started) / len(live))
+            # A chat with a draft always steps alone: a draft's tokens are evaluated several at once,
+            # with other kernels than a batch of chats gets (see the module docstring), so drafting it
+            # only when it happens to be alone would make its answer depend on who else is asking.
+            alone = [r for r in live if r.draft]
+            together = [r for r in live if not r.draft]
+            if len(together) == 1:
+                alone, together = alone + together, []
+            for request in alone:
+                self._step_alone(request, threads, switched)
+            if together:
+                self._step_together(together, threads, switched)
         except EngineError as exc:
             for request in live:
                 request.error, request.finished = exc, True
+
+    def _step_together(self, live: list[Request], threads: int, switched: bool) -> None:
+        """The next token of several chats: in one batch, or each alone in turn (engines.step_mode)."""
+        modes, fixed = self.engine._step_modes, self.engine.step_mode
+        mode = modes.choose(self._steps) if fixed == step_mode.MEASURED else fixed
+        started = time.perf_counter()
+        if mode == step_mode.TURNS:
+            for request in live:
+                self._step_alone(request, threads, switched)
+        else:
+            rows = self.slot.evaluate_rows({r.seq: r.next_token for r in live})
+            for request in live:
+                request.next_token = self._sample(request, rows[request.seq])
+        if fixed == step_mode.MEASURED and not switched:  # a step right after a thread switch pays for it
+            modes.record(mode, (time.perf_counter() - started) / len(live))
 
     def _step_alone(self, request: Request, threads: int, switched: bool) -> None:
         """One chat alone: its next token, or several at once from its draft (greedy only)."""
