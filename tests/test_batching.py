@@ -17,12 +17,6 @@ PROMPTS = ["Question: What grows well in sandy soil?\nAnswer:", "Question: How d
            "Question: How do bees help farms?\nAnswer:", "Question: What is a cover crop?\nAnswer:"]
 
 
-def _held_lanes(engine, gate: threading.Event) -> None:
-    """Every lane stops before its first prompt until `gate` opens, so later requests join it."""
-    for slot in engine._slots:
-        slot.prepare = lambda *args, _prepare=slot.prepare, **kwargs: (gate.wait(), _prepare(*args, **kwargs))
-
-
 def _count_batches(engine) -> list[int]:
     sizes: list[int] = []
     for slot in engine._slots:
@@ -34,10 +28,10 @@ def _count_batches(engine) -> list[int]:
 
 
 def _ask_together(engine, prompts: list[str], adapter, settings=GREEDY) -> list[list[int]]:
-    from tiny import wait_for
+    from tiny import hold_lanes, wait_for
 
     gate = threading.Event()
-    _held_lanes(engine, gate)
+    hold_lanes(engine, gate)
     streams = [engine.generate_ids(engine.tokenize(p), adapter, settings) for p in prompts]
     wait_for(lambda: sum(lane.members for lane in engine._lanes) == len(prompts), timeout=30,
              what="every request to be in a lane")
@@ -106,10 +100,10 @@ def test_a_full_lane_makes_the_next_chat_wait_and_another_adapter_takes_its_own_
     alpha, beta = tiny_registry.get("alpha"), tiny_registry.get("beta")
     plan = [(PROMPTS[0], alpha), (PROMPTS[1], beta), (PROMPTS[2], alpha), (PROMPTS[3], beta), (PROMPTS[4], alpha)]
     alone = [list(engine.generate_ids(engine.tokenize(p), a, GREEDY)) for p, a in plan]
-    gate = threading.Event()
-    _held_lanes(engine, gate)
-    from tiny import wait_for
+    from tiny import hold_lanes, wait_for
 
+    gate = threading.Event()
+    hold_lanes(engine, gate)
     streams = []
     for i, (prompt, adapter) in enumerate(plan):  # one at a time: where a request goes depends on who came first
         streams.append(engine.generate_ids(engine.tokenize(prompt), adapter, GREEDY))
@@ -136,10 +130,10 @@ def test_a_chat_that_leaves_a_batch_frees_its_place_and_the_others_go_on(tiny_ba
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=3)
     alone = [list(engine.generate_ids(engine.tokenize(p), None, GREEDY)) for p in PROMPTS[:3]]
-    from tiny import wait_for
+    from tiny import hold_lanes, wait_for
 
     gate = threading.Event()
-    _held_lanes(engine, gate)
+    hold_lanes(engine, gate)
     streams = [engine.generate_ids(engine.tokenize(p), None, GREEDY) for p in PROMPTS[:3]]
     wait_for(lambda: engine._lanes[0].members + engine._lanes[1].members == 3, timeout=30, what="three in a lane")
     gate.set()
@@ -195,7 +189,7 @@ def test_on_the_embedded_base_a_chat_with_a_draft_gets_the_same_answer_beside_ot
     """The same drafted chat alone, and in a lane where two other chats decode in one batch, gets the
     same tokens: a chat with a draft always steps alone (assistant.engines.lane). When it drafted only
     while alone, it got the undrafted answer beside others."""
-    from tiny import wait_for
+    from tiny import hold_lanes, wait_for
 
     from assistant.engines.llamacpp import LlamaCppEngine
 
@@ -207,7 +201,7 @@ def test_on_the_embedded_base_a_chat_with_a_draft_gets_the_same_answer_beside_ot
     alone = list(engine.generate_ids(prompt, None, settings, draft=fact))
     others_alone = [list(engine.generate_ids(engine.tokenize(p), None, settings)) for p in PROMPTS[:2]]
     gate = threading.Event()
-    _held_lanes(engine, gate)
+    hold_lanes(engine, gate)
     # the drafted chat comes last, so it is never alone in the lane
     streams = [engine.generate_ids(engine.tokenize(p), None, settings) for p in PROMPTS[:2]]
     streams.append(engine.generate_ids(prompt, None, settings, draft=fact))

@@ -130,7 +130,7 @@ def test_a_chat_with_a_draft_drafts_beside_other_chats_too(tiny_base):
     tokens at a time, and gets the answer it gets alone."""
     import threading
 
-    from tiny import wait_for
+    from tiny import hold_lanes, wait_for
 
     from assistant.engines import llama_slot
     from assistant.engines.llamacpp import LlamaCppEngine
@@ -141,8 +141,7 @@ def test_a_chat_with_a_draft_drafts_beside_other_chats_too(tiny_base):
     draft = engine.detokenize(list(engine.generate_ids(prompt, None, settings)))
     alone = list(engine.generate_ids(prompt, None, settings, draft=draft))
     gate = threading.Event()
-    for slot in engine._slots:  # every lane waits before its first prompt, so all three share one
-        slot.prepare = lambda *args, _prepare=slot.prepare, **kwargs: (gate.wait(), _prepare(*args, **kwargs))
+    hold_lanes(engine, gate)
     # the drafted chat comes last, so it is never alone in the lane
     streams = [engine.generate_ids(engine.tokenize(p), None, settings) for p in ("Soil pH 6.5 means", "Hello there")]
     streams.append(engine.generate_ids(prompt, None, settings, draft=draft))

@@ -95,6 +95,13 @@ def wait_for(condition, timeout: float, what: str, poll: float = 0.05):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def hold_lanes(engine, gate) -> None:
+    """Every lane of a llama.cpp engine stops before its first prompt until `gate` (a threading.Event)
+    opens, so requests made meanwhile share a lane, in the order they were made."""
+    for slot in engine._slots:
+        slot.prepare = lambda *args, _prepare=slot.prepare, **kwargs: (gate.wait(), _prepare(*args, **kwargs))
+
+
 def train_facts_v1(tiny_base: Base, tmp_path_factory, epochs: int) -> Path:
     """A data directory where 'facts' v1 (FACTS, plus a held-out paraphrase of the first) was
     trained from a file by the tiny recipe, without replay so that it stays quick; it serves."""
