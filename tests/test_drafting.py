@@ -3,6 +3,8 @@ decode gives the model's own answer in fewer steps (tiny Gemma 3, llama.cpp engi
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from assistant.answer import Answer
@@ -42,21 +44,29 @@ def test_how_many_are_kept(proposal, predictions, kept):
     assert accepted(proposal, predictions) == kept
 
 
-def _decode(engine, prompt, adapter, settings, draft=""):
+@contextlib.contextmanager
+def _evaluations():
+    """Every Slot.evaluate call meanwhile, as (tokens evaluated, every_logit: a draft's tokens)."""
     from assistant.engines import llama_slot
 
-    steps = []
+    calls = []
     evaluate = llama_slot.Slot.evaluate
 
     def counted(slot, tokens, every_logit=False, seq=0):
-        steps.append(len(tokens))
+        calls.append((len(tokens), every_logit))
         return evaluate(slot, tokens, every_logit, seq)
 
     llama_slot.Slot.evaluate = counted
     try:
-        return list(engine.generate_ids(engine.tokenize(prompt), adapter, settings, draft=draft)), steps[1:]
+        yield calls
     finally:
         llama_slot.Slot.evaluate = evaluate
+
+
+def _decode(engine, prompt, adapter, settings, draft=""):
+    with _evaluations() as calls:
+        answer = list(engine.generate_ids(engine.tokenize(prompt), adapter, settings, draft=draft))
+    return answer, [n for n, _ in calls[1:]]  # the first evaluates the prompt
 
 
 @pytest.mark.parametrize("adapter_name", [None, "alpha"])
@@ -132,7 +142,6 @@ def test_a_chat_with_a_draft_drafts_beside_other_chats_too(tiny_base):
 
     from tiny import hold_lanes, wait_for
 
-    from assistant.engines import llama_slot
     from assistant.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(tiny_base.gguf_path, slots=1, batch=3, step_mode="batch")
@@ -146,19 +155,10 @@ def test_a_chat_with_a_draft_drafts_beside_other_chats_too(tiny_base):
     streams = [engine.generate_ids(engine.tokenize(p), None, settings) for p in ("Soil pH 6.5 means", "Hello there")]
     streams.append(engine.generate_ids(prompt, None, settings, draft=draft))
     wait_for(lambda: sum(lane.members for lane in engine._lanes) == 3, timeout=30, what="three chats in a lane")
-    drafts, evaluate = [], llama_slot.Slot.evaluate
-
-    def counted(slot, tokens, every_logit=False, seq=0):
-        if every_logit:  # a draft's tokens, checked together
-            drafts.append(len(tokens))
-        return evaluate(slot, tokens, every_logit, seq)
-
-    llama_slot.Slot.evaluate = counted
-    try:
+    with _evaluations() as calls:
         gate.set()
         answers = [list(s) for s in streams]
-    finally:
-        llama_slot.Slot.evaluate = evaluate
+    drafts = [n for n, every_logit in calls if every_logit]  # a draft's tokens, checked together
     assert answers[2] == alone
     assert len(drafts) > 1 and max(drafts) > 1  # its draft was checked at step after step, beside the others
     engine.close()
