@@ -1,13 +1,16 @@
 # One command to set up and serve (`make run`), one to set up and test (`make test`).
 # Expensive things are cached outside the checkout, so fresh clones on this machine reuse them:
-#   $(CACHE)/wheels    the compiled llama-cpp-python wheel (no binary wheel exists; ~6 min to build)
-#   $(CACHE)/base, hf  the assembled embedded GGUF and its converted HF copy (~2 min to convert)
-#   $(CACHE)/bin       llama.cpp's llama-server, built by `make llama-server` from the same sources
+#   $(CACHE)/wheels/$(CPU_KEY)  the compiled llama-cpp-python wheel (no binary wheel exists; ~6 min to build)
+#   $(CACHE)/base, hf           the assembled embedded GGUF and its converted HF copy (~2 min to convert)
+#   $(CACHE)/bin/$(CPU_KEY)     llama.cpp's llama-server, built by `make llama-server` from the same sources
+# Both compiled things are -march=native, so they are kept per CPU_KEY (the instruction set's hash,
+# assistant/paths.py): a cache shared by different CPUs never runs one's build on the other.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CACHE  ?= $(or $(ASSISTANT_CACHE_DIR),$(HOME)/.cache/lora-assistant)
-WHEELS := $(CACHE)/wheels
+CPU_KEY := $(shell $(PYTHON) assistant/paths.py)
+WHEELS := $(CACHE)/wheels/$(CPU_KEY)
 LLAMA  := llama-cpp-python==0.3.36
 STAMP  := $(VENV)/.installed
 BASE_STAMP := $(CACHE)/.base-provisioned
@@ -27,7 +30,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@mkdir -p $(WHEELS)
 	@ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || { \
 	  echo "Compiling $(LLAMA) once (about 6 minutes on 2 cores); cached in $(WHEELS)"; \
-	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel -q --no-deps $(LLAMA) -w $(WHEELS); }
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel -q --no-cache-dir --no-deps $(LLAMA) -w $(WHEELS); }
 	$(BIN)/pip install -q --find-links $(WHEELS) -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)

@@ -4,8 +4,10 @@
 #
 # Usage: scripts/build_llama_server.sh [CACHE_DIR]
 #   CACHE_DIR defaults to $ASSISTANT_CACHE_DIR, else ~/.cache/lora-assistant (as the Makefile).
-#   The binary lands in CACHE_DIR/bin/llama-server-<version>, beside the compiled wheel, so fresh
-#   clones on this machine reuse it; if it is already there this does nothing.
+#   The binary lands in CACHE_DIR/bin/<cpu key>/llama-server-<version>, beside the compiled wheel,
+#   so fresh clones on this machine reuse it; if it is already there this does nothing. The cpu key
+#   (assistant/paths.py) names this CPU's instruction set: the build is -march=native, and a cache
+#   shared with another kind of CPU must not hand it this binary.
 #
 # Choices, and why:
 #   - only the `llama-server` target, CPU backend only, no tests/examples/app: least to compile;
@@ -20,14 +22,15 @@ VERSION=0.3.36
 CACHE_DIR=${1:-${ASSISTANT_CACHE_DIR:-$HOME/.cache/lora-assistant}}
 PIP=${PIP:-.venv/bin/pip}
 [[ -x "$PIP" ]] || PIP="python3 -m pip"  # only `pip download` is needed, not the project venv
-DEST="$CACHE_DIR/bin/llama-server-$VERSION"
+CPU_KEY=$(python3 "$(dirname "$0")/../assistant/paths.py")
+DEST="$CACHE_DIR/bin/$CPU_KEY/llama-server-$VERSION"
 
 if [[ -x "$DEST" ]]; then
   echo "llama-server $VERSION already built: $DEST"
   exit 0
 fi
 
-mkdir -p "$CACHE_DIR/bin"
+mkdir -p "$CACHE_DIR/bin/$CPU_KEY"
 # The work dir sits in the cache (not /tmp) so the final `mv` is a rename on one filesystem:
 # a reader sees either no binary or the whole one, never a half-copied file.
 WORK=$(mktemp -d "$CACHE_DIR/bin/.build-llama-server.XXXXXX")

@@ -27,7 +27,7 @@ import httpx
 
 from assistant.engines import EngineError, openmp
 from assistant.engines.llama_private import PINNED_VERSION
-from assistant.paths import default_cache_dir
+from assistant.paths import cpu_key, default_cache_dir
 
 START_TIMEOUT_S = 60.0  # loading the 270M base takes ~1 s; a loaded machine may take much longer
 STOP_GRACE_S = 5.0  # SIGTERM lets the server finish its current batch; then SIGKILL
@@ -41,9 +41,9 @@ class ServerError(EngineError):
 
 
 def default_binary() -> Path:
-    """Where `make llama-server` puts the binary ($LLAMA_SERVER_BIN overrides it)."""
+    """Where `make llama-server` puts the binary for this CPU ($LLAMA_SERVER_BIN overrides it)."""
     env = os.environ.get("LLAMA_SERVER_BIN")
-    return Path(env) if env else default_cache_dir() / "bin" / f"llama-server-{PINNED_VERSION}"
+    return Path(env) if env else default_cache_dir() / "bin" / cpu_key() / f"llama-server-{PINNED_VERSION}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
