@@ -93,6 +93,7 @@ def cover(knowledge, adapter, question: str, follow_up: str | None = None, vecto
     `question` joins it to the one before; the pair must then take up what the follow-up itself adds
     ("and stone bunds?"), or it only answers the first question again. `vector`: the question's
     embedding, when the plan already computed it (one encoding per answer, not two)."""
+    from assistant.asks import answers_the_ask, asks_of
     from assistant.checking import opposed
     from assistant.grounding.errors import KnowledgeError
     from assistant.grounding.names import names_agree
@@ -107,10 +108,14 @@ def cover(knowledge, adapter, question: str, follow_up: str | None = None, vecto
                  else knowledge.search_vector(vector, scope, k=CANDIDATES, answers=True))
     except KnowledgeError as exc:
         return Coverage(note=str(exc))
+    # What is asked for: a follow-up's own ask ("and how far apart?"), else the joined question's
+    # ("How deep for maize? And for beans?" still asks how deep).
+    asked = follow_up if follow_up and asks_of(follow_up) else question
     scored = sorted((replace(m, similarity=round(coverage_score(question, m), 4)) for m in found),
                     key=lambda m: -m.similarity)
     covering = next((m for m in scored if m.similarity >= COVER_THRESHOLD and names_agree(question, m)
                      and subjects_agree(question, m, follow_up is not None) and not opposed(question, m.question)
+                     and answers_the_ask(asked, m)
                      and (follow_up is None or takes_up(follow_up, m))), None)
     return Coverage(pair=covering, nearest=scored[:SUGGESTIONS + 1])
 

@@ -21,9 +21,10 @@ What it reports, each row with its target (issue 14):
    pest) that neither the pair nor the question names ("Wheat is
    planted about 10 cm deep" shown with the seed-potato pair). Over every answer. Target 0.
 3. Out of scope: farming questions the Q&A does not cover (datasets/trust/out_of_scope.jsonl) asked
-   under the adapter's *checked only* policy; an answer that is neither checked nor withheld states
-   an unchecked fact. Target 0. Out-of-scope answers marked checked are listed too (a pair matched a
-   question it does not answer).
+   under the adapter's *checked only* policy, and near misses (datasets/trust/near_miss.jsonl: the
+   subject of a pair, another ask: "when should i plant maize" beside the row-spacing pair); an
+   answer that is neither checked nor withheld states an unchecked fact. Target 0. Answers marked
+   checked there took a pair for a question it does not answer, shown as verified. Target 0.
 4. Loops: an answer in which some 4-word sequence occurs 3 or more times, or that ended at the token
    limit with some 4-word sequence occurring twice. Target 0 (the plain answer's count is context).
 5. Follow-ups (datasets/trust/followups.jsonl): the first turn, the service's answer to it, then the
@@ -133,7 +134,8 @@ def run(args) -> dict:
     from assistant.service import Assistant
 
     in_scope = read_jsonl(TRUST / "in_scope.jsonl")
-    out_of_scope = read_jsonl(TRUST / "out_of_scope.jsonl")
+    # Near misses are out of scope too: the same crop or pest as a pair, another ask (when, how far apart).
+    out_of_scope = read_jsonl(TRUST / "out_of_scope.jsonl") + read_jsonl(TRUST / "near_miss.jsonl")
     followups = read_jsonl(TRUST / "followups.jsonl")
     heldout = [] if args.skip_heldout else heldout_set()
     if args.limit:

@@ -78,14 +78,14 @@ def score(out: dict) -> dict:
                 row("  withheld (no checked answer yet)", sum(r["service"]["withheld"] for r in oos_results)),
                 row("  withheld with suggestions", sum(r["service"]["withheld"] and bool(r["service"]["suggestions"])
                                                        for r in oos_results)),
-                row("  marked checked (a pair taken for a question it does not answer)",
-                    sum(r["service"]["checked"] for r in oos_results)),
+                row("out of scope marked checked (a pair taken for a question it does not answer)",
+                    sum(r["service"]["checked"] for r in oos_results), "", "==", 0),
                 row("  grounded on a pair (sources shown)", sum(bool(r["service"]["sources"]) for r in oos_results)),
                 row("  policy reported", ", ".join(f"{k}: {v}" for k, v in sorted(policies.items())))]
     for category in sorted({r["category"] for r in oos_results}):
         in_cat = [r for r in oos_results if r["category"] == category]
         oos_rows.append(row(f"  unchecked facts, {category}", f"{sum(r['invented'] for r in in_cat)}/{len(in_cat)}"))
-    sections["Out of scope (datasets/trust/out_of_scope.jsonl)"] = oos_rows
+    sections["Out of scope (datasets/trust/out_of_scope.jsonl, near misses: near_miss.jsonl)"] = oos_rows
 
     sections["Loops"] = [
         row("answers that loop (4-word sequence 3+ times, or repeats at the limit)",

@@ -207,3 +207,14 @@ def test_a_grounded_checked_answer_is_grounded_in_its_covering_pair_alone(servic
     answer.read()
     assert answer.checked and [m.question for m in answer.sources] == [answer.checked_against.question]
     assert engine.prompts[-1].count("Fact:") == 1 and " · grounded in 1 Q&A pair · " in answer.label
+
+
+def test_a_pair_about_the_same_thing_that_answers_another_ask_is_not_shown_as_checked(service):
+    """"How far apart…" asked of the orchard whose Q&A only says how tall the tree grows: the same tree,
+    another ask. It used to be answered with the height, marked checked; now it is withheld, with the
+    height question offered."""
+    assistant, engine = service
+    engine.says = "A Zorblat tree grows about four metres tall."
+    answer, text = ask(assistant, "How far apart should Zorblat trees be planted?", "orchard")
+    assert answer.withheld and not answer.checked and "four metres" not in text
+    assert "How tall does a Zorblat tree grow?" in answer.coverage.suggestions
