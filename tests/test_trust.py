@@ -218,3 +218,39 @@ def test_a_pair_about_the_same_thing_that_answers_another_ask_is_not_shown_as_ch
     answer, text = ask(assistant, "How far apart should Zorblat trees be planted?", "orchard")
     assert answer.withheld and not answer.checked and "four metres" not in text
     assert "How tall does a Zorblat tree grow?" in answer.coverage.suggestions
+
+
+FARM = [
+    {"question": "Which insect transmits tomato yellow leaf curl virus?",
+     "answer": "Tomato yellow leaf curl virus is spread by the whitefly Bemisia tabaci."},
+    {"question": "How deep are seed potatoes usually planted?", "answer": "Seed potatoes are planted about 10 cm deep."},
+]
+
+
+@pytest.mark.parametrize("policy, routed_to", [("checked", "farm"), ("open", None)])
+def test_auto_sends_a_question_about_a_checked_only_adapters_crop_to_it_not_to_the_bare_base(tmp_path, tiny_base,
+                                                                                            policy, routed_to):
+    """Nothing is near enough to route by similarity, but the question is about tomatoes, and a
+    checked-only adapter's near pair is too: that adapter withholds and queues it for its trainers,
+    where the bare base answered unchecked ("Wash the leaves with warm water"). An open adapter gains
+    nothing over the base, and a question about no crop still goes to the base."""
+    registry = Registry("0" * 64, tmp_path / "data")
+    publish_fake_adapter(registry, "farm", FARM, answer_policy=policy)
+    knowledge = Knowledge.open(registry.data_dir)
+    knowledge.sync(registry)
+    store = Store.open(registry.data_dir)
+    engine = SaysEngine()
+    engine.says = "Wash the leaves with warm water."
+    assistant = Assistant(tiny_base, engine, registry, knowledge, store)
+    try:
+        answer, text = ask(assistant, "my tomato leaves have yellow spots what do i do", "auto")
+        assert answer.adapter == routed_to
+        if routed_to:
+            assert answer.withheld and "warm water" not in text and "about tomato" in answer.plan.route.reason
+            assert [q.question for q in store.open_questions("farm")] == ["my tomato leaves have yellow spots what do i do"]
+        else:
+            assert not answer.checked and "warm water" in text
+        france, _ = ask(assistant, "What is the capital of France?", "auto")
+        assert france.adapter is None
+    finally:
+        knowledge.close()

@@ -17,6 +17,7 @@ from assistant.grounding.names import names_agree
 AUTO = "auto"  # the adapter choice that routes each question
 GROUND_THRESHOLD = 0.70  # a pair this close to the question (and naming the same things) goes into the prompt
 ROUTE_THRESHOLD = 0.60  # below this nearest-neighbour similarity, `auto` answers with the bare base
+ROUTE_CANDIDATES = 3  # near pairs read for a crop or animal a checked-only adapter knows (checked_domain_route)
 
 
 @dataclass
@@ -61,10 +62,40 @@ def ground_question(knowledge: Knowledge, question: str, adapter=None, threshold
 
 
 def route_question(knowledge: Knowledge, question: str, registry, threshold: float = ROUTE_THRESHOLD, vector=None) -> Route:
-    """The serving adapter whose pairs hold the question's nearest neighbour, or the base below the threshold."""
-    serving = [(a.name, a.version) for a in registry.list() if a.usable]
-    found = knowledge.search_vector(knowledge.embedder.encode([question]) if vector is None else vector, serving, k=1)
-    return decide_route(found[0] if found else None, threshold)
+    """The serving adapter whose pairs hold the question's nearest neighbour, or the base below the
+    threshold, unless a checked-only adapter's near pairs are about the crop or animal it names."""
+    adapters = [a for a in registry.list() if a.usable]
+    serving = [(a.name, a.version) for a in adapters]
+    found = knowledge.search_vector(knowledge.embedder.encode([question]) if vector is None else vector, serving,
+                                    k=ROUTE_CANDIDATES)
+    route = decide_route(found[0] if found else None, threshold)
+    if route.adapter is None and found:
+        checked_only = {a.name for a in adapters if a.answer_policy == "checked"}
+        return checked_domain_route(question, found, checked_only, threshold) or route
+    return route
+
+
+def checked_domain_route(question: str, found: list[Match], checked_only: set[str], threshold: float) -> Route | None:
+    """The checked-only adapter whose near pair names a crop or animal the question names, when nothing
+    is near enough to route by similarity.
+
+    The bare base answers everything, unchecked: "my tomato leaves have yellow spots what do i do" went
+    to it (nearest pair 0.51, about tomato leaf curl) and got "Wash the leaves with warm water". The
+    farming adapter that answers only from its checked Q&A instead withholds what it cannot check,
+    offers its nearest checked questions, and records the question for its trainers. Open adapters
+    gain nothing over the base here, so only checked-only ones take a question this way; a question
+    that names no crop or animal ("What is the capital of France?") still goes to the base.
+    """
+    from assistant.checking import subjects_in
+
+    named = subjects_in(question)
+    for match in found if named else []:
+        shared = named & subjects_in(f"{match.question} {match.answer}")
+        if shared and match.adapter in checked_only:
+            return Route(match.adapter, match,
+                         f"about {sorted(shared)[0]}, which {match.adapter} answers from its checked Q&A only: "
+                         f"nearest '{shorten(match.question)}' ({match.similarity:.2f} < {threshold:.2f})")
+    return None
 
 
 def decide_route(nearest: Match | None, threshold: float = ROUTE_THRESHOLD) -> Route:
