@@ -9,7 +9,8 @@
 In a stream, the first chunk carries the role and the product's extras (`x_assistant`: adapter,
 version, how it was chosen, sources: all decided before the first token); the last chunk the
 `finish_reason` and the extras again, complete (whether the answer was checked against the Q&A,
-the label with its trust mark, suggestions: known only at the end); then (with
+the label with its trust mark, suggestions: known only at the end), after the answer's last
+words and, unless the client turned them off, its trust note (api/notes.py); then (with
 stream_options.include_usage) a chunk with the token counts, then `data: [DONE]`.
 """
 
@@ -24,7 +25,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api import feedback, schemas
+from api import feedback, notes, schemas
 from api.errors import ApiError, from_service, internal
 from api.keys import Caller, authenticate, require
 from api.streaming import Door, Pump, until_disconnect
@@ -78,7 +79,8 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
         entered = True
         try:
             who = {"user": feedback.person_of(caller)} if takes_user else {}
-            pump = Pump(lambda: assistant.answer(chat.messages, chat.model, chat.settings, chat.ground, chat.stop,
+            messages = notes.cleaned(chat.messages)  # an earlier answer's note is not the model's words
+            pump = Pump(lambda: assistant.answer(messages, chat.model, chat.settings, chat.ground, chat.stop,
                                                  **who), asyncio.get_running_loop()).start()
             try:
                 answer = await pump.started()
@@ -91,7 +93,7 @@ def build_router(assistant, access, clients, door: Door) -> APIRouter:
             if not await _whole(pump, request):
                 return JSONResponse({"error": None}, status_code=499)  # nobody is left to read it
             await feedback.keep(assistant, caller, chat, answer)  # so that it can be rated by its id
-            return JSONResponse(schemas.completion(chat, answer))
+            return JSONResponse(schemas.completion(chat, answer, notes.tail(answer) if chat.notes else ""))
         finally:
             if entered:
                 door.leave(caller.limit_key)
@@ -182,6 +184,9 @@ async def _events(chat, answer, pump: Pump, kept=None):
         try:
             async for piece in pump:
                 yield event(schemas.chunk(chat, {"content": piece}))
+            tail = notes.tail(answer) if chat.notes else ""
+            if tail:  # after the answer: whether it was checked is known at its end
+                yield event(schemas.chunk(chat, {"content": tail}))
         except Exception as exc:  # noqa: BLE001 - headers are sent: the error goes in the stream
             yield event((exc if isinstance(exc, ApiError) else _mid_stream(exc)).body())
             yield "data: [DONE]\n\n"

@@ -8,7 +8,7 @@ and the API refuse the same conversations.
 
 Product extras travel in one namespace, `x_assistant`, in both directions (the `openai` client
 sends it with `extra_body={"x_assistant": {...}}` and keeps unknown response fields):
-request `{"ground": bool}`; response `{adapter, version, chosen_by, route_reason, label, sources,
+request `{"ground": bool, "notes": bool}` (api/notes.py); response `{adapter, version, chosen_by, route_reason, label, sources,
 grounding_note, policy, checked, withheld, replaced, trust_mark, suggestions}`.
 """
 
@@ -44,6 +44,7 @@ class ChatRequest:
     include_usage: bool = False  # stream_options.include_usage: a usage chunk before [DONE]
     stop: tuple[str, ...] = ()
     ground: bool = False  # x_assistant.ground: put the adapter's nearest Q&A pairs into the prompt
+    notes: bool = True  # x_assistant.notes: the trust verdict in the content too (api/notes.py)
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -86,10 +87,11 @@ def parse_chat_request(data: dict) -> ChatRequest:
             raise bad_request("stream_options must be an object", "stream_options")
         include_usage = _bool(options_in.get("include_usage"), "stream_options.include_usage", False)
     extra = data.get(EXTRA) or {}
-    if not isinstance(extra, dict) or set(extra) - {"ground"}:
-        raise bad_request(f"{EXTRA} must be an object with at most the field 'ground'", EXTRA)
+    if not isinstance(extra, dict) or set(extra) - {"ground", "notes"}:
+        raise bad_request(f"{EXTRA} must be an object with at most the fields 'ground' and 'notes'", EXTRA)
     return ChatRequest(model, messages, settings, stream, include_usage, _stops(data.get("stop")),
-                       _bool(extra.get("ground"), f"{EXTRA}.ground", False))
+                       _bool(extra.get("ground"), f"{EXTRA}.ground", False),
+                       _bool(extra.get("notes"), f"{EXTRA}.notes", True))
 
 
 def _model(value) -> str:
@@ -204,9 +206,10 @@ def extras(answer) -> dict:
     return out
 
 
-def completion(request: ChatRequest, answer) -> dict:
+def completion(request: ChatRequest, answer, tail: str = "") -> dict:
+    """`tail`: what api/notes.py adds after the answer's text."""
     return {"id": request.id, "object": "chat.completion", "created": request.created, "model": request.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text + tail},
                          "logprobs": None, "finish_reason": answer.finish_reason or "stop"}],
             "usage": answer.usage(), "system_fingerprint": None, EXTRA: extras(answer)}
 

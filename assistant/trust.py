@@ -156,11 +156,21 @@ def coverage_score(question: str, match) -> float:
     return (match.similarity + LEXICAL * share) / (1 + LEXICAL)
 
 
+# How a withheld answer begins; a client that sends one back in its history is recognised by it.
+UNSURE_WHICH = "I am not sure which question you mean, and I will not guess."
+NO_CHECKED_ANSWER = "I don't have a checked answer to that yet, so I will not guess."
+
+
 def no_checked_answer_text(follow_up: bool, suggestions: bool) -> str:
     pick = " or pick one of the checked questions below" if suggestions else ""
     if follow_up:
-        return f"I am not sure which question you mean, and I will not guess. Please ask the whole question again{pick}."
-    return ("I don't have a checked answer to that yet, so I will not guess. Your question has been passed to the "
-            f"trainers. You can{pick.replace(' or', '')} or ask your extension officer." if suggestions else
-            "I don't have a checked answer to that yet, so I will not guess. Your question has been passed to the "
-            "trainers; meanwhile, please ask your extension officer.")
+        return f"{UNSURE_WHICH} Please ask the whole question again{pick}."
+    return (f"{NO_CHECKED_ANSWER} Your question has been passed to the trainers. "
+            f"You can{pick.replace(' or', '')} or ask your extension officer." if suggestions else
+            f"{NO_CHECKED_ANSWER} Your question has been passed to the trainers; meanwhile, please ask your "
+            "extension officer.")
+
+
+def is_withheld_text(text: str) -> bool:
+    """Whether a turn is one of the texts above: not something the model said."""
+    return str(text).lstrip().startswith((UNSURE_WHICH, NO_CHECKED_ANSWER))

@@ -49,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `make bench` runs this as a file
 
+from api import notes  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     BUSY,
     cpu_snapshot,
@@ -72,6 +73,7 @@ def in_process(assistant, question: str, adapter, settings) -> dict:
         first = first or time.perf_counter()
         text += piece  # as streamed (the service may shorten answer.text at the end: a loop cut)
     end = time.perf_counter()
+    text += notes.tail(answer)  # what the API adds after it: the trust note of an unchecked answer
     return _result(t0, first, end, answer.completion_tokens, text)
 
 

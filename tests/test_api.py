@@ -57,18 +57,22 @@ def app(request, tmp_path_factory, tiny_base, tiny_adapters):
 
 @pytest.fixture(scope="module")
 def expected(tiny_llamacpp, tiny_base, tiny_adapters):
-    """The answer service's own answer, in this process (no HTTP), to a conversation with an adapter."""
+    """The answer service's own answer, in this process (no HTTP), to a conversation with an adapter,
+    as the API's content shows it: the tiny adapters have no Q&A, so it ends with the note that it
+    was not checked (`with_notes=False`: without it)."""
+    from api import notes
     from assistant.registry import Registry
     from assistant.service import Assistant
 
     service = Assistant(tiny_base, tiny_llamacpp, Registry(tiny_base.sha256, tiny_adapters))
 
-    def answer(messages, adapter: str | None, max_tokens: int = MAX_TOKENS, streamed: bool = False) -> str:
+    def answer(messages, adapter: str | None, max_tokens: int = MAX_TOKENS, streamed: bool = False,
+               with_notes: bool = True) -> str:
         """The answer's final text, or (`streamed`) its pieces as they were yielded: they differ when
         the service cuts a loop at the end, after the repeated words were streamed."""
         answer = service.answer(messages, adapter, GenerationSettings(max_tokens=max_tokens))
         pieces = "".join(answer)
-        return pieces if streamed else answer.text
+        return (pieces if streamed else answer.text) + (notes.tail(answer) if with_notes else "")
 
     return answer
 
@@ -166,11 +170,12 @@ def test_max_tokens_and_stop(app):
     short = client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": QUESTION}],
                                            max_tokens=2)
     assert short.usage.completion_tokens <= 2
+    words_only = {"x_assistant": {"notes": False}}  # the model's words, without the trust note after them
     whole = client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": QUESTION}],
-                                           max_tokens=MAX_TOKENS).choices[0].message.content
+                                           max_tokens=MAX_TOKENS, extra_body=words_only).choices[0].message.content
     if len(whole) > 3:
         cut = client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": QUESTION}],
-                                             max_tokens=MAX_TOKENS, stop=[whole[2:4]])
+                                             max_tokens=MAX_TOKENS, stop=[whole[2:4]], extra_body=words_only)
         assert cut.choices[0].message.content == whole[:2].strip() and cut.choices[0].finish_reason == "stop"
 
 
@@ -328,3 +333,59 @@ def test_the_answer_policy_reaches_api_clients_checked_or_withheld_with_suggesti
     assert final["suggestions"] and set(final["suggestions"]) <= {r["question"] for r in ORCHARD}
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert question in [q.question for q in Store.open(app["data_dir"]).open_questions("orchard")]
+
+
+NOT_CHECKED_ALPHA = "\n\n⚠️ Not checked — may be wrong: alpha's Q&A does not cover this question."
+
+
+def test_the_content_itself_says_whether_an_answer_was_checked(app, expected):
+    """What a farmer sees in a client that shows `content` only (Open WebUI, curl): an unchecked
+    answer ends with a plain note, whole or streamed; a checked one has none; a withheld one lists
+    the checked questions its text points to. With notes off, the model's words alone."""
+    client = _openai(app)
+    messages = [{"role": "user", "content": QUESTION}]
+    words = expected(messages, "alpha", with_notes=False)
+    whole = client.chat.completions.create(model="alpha", messages=messages, max_tokens=MAX_TOKENS)
+    assert whole.choices[0].message.content == words + NOT_CHECKED_ALPHA
+    chunks = list(client.chat.completions.create(model="alpha", messages=messages, max_tokens=MAX_TOKENS, stream=True))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert pieces[-1] == NOT_CHECKED_ALPHA and "".join(pieces[:-1]) == expected(messages, "alpha", streamed=True,
+                                                                                 with_notes=False)
+    plain = client.chat.completions.create(model="alpha", messages=messages, max_tokens=MAX_TOKENS,
+                                           extra_body={"x_assistant": {"notes": False}})
+    assert plain.choices[0].message.content == words
+
+    covered = client.chat.completions.create(model="orchard", max_tokens=MAX_TOKENS,
+                                             messages=[{"role": "user", "content": "What colour is the Zorblat fruit?"}])
+    assert covered.model_extra["x_assistant"]["checked"] is True
+    assert "Not checked" not in covered.choices[0].message.content
+
+    withheld = client.chat.completions.create(model="orchard", max_tokens=MAX_TOKENS, messages=[
+        {"role": "user", "content": "How much pesticide may I spray on Zorblat trees before picking?"}])
+    text, extra = withheld.choices[0].message.content, withheld.model_extra["x_assistant"]
+    assert extra["withheld"] and extra["suggestions"] and "checked questions below" in text
+    assert text.endswith("".join(f"\n- {q}" for q in extra["suggestions"][:3]))
+
+
+def test_a_note_or_a_withheld_answer_sent_back_never_reaches_the_prompt(app):
+    """Clients send the whole conversation back, content as shown: the model must get the same
+    prompt as if the note had never been added and the withheld turn never given."""
+    client = _openai(app)
+    words_only = {"x_assistant": {"notes": False}}
+
+    def answer(messages, **more) -> str:
+        return client.chat.completions.create(model="base", messages=messages, max_tokens=MAX_TOKENS,
+                                              **more).choices[0].message.content
+
+    first = [{"role": "user", "content": "What is maize?"}]
+    shown, said = answer(first), answer(first, extra_body=words_only)
+    assert shown.startswith(said) and "Not checked" in shown[len(said):]
+    then = {"role": "user", "content": "When is it sown?"}
+    assert answer([*first, {"role": "assistant", "content": shown}, then], extra_body=words_only) == \
+        answer([*first, {"role": "assistant", "content": said}, then], extra_body=words_only)
+
+    withheld = client.chat.completions.create(model="orchard", max_tokens=MAX_TOKENS, messages=[
+        {"role": "user", "content": "How much pesticide may I spray on Zorblat trees?"}]).choices[0].message.content
+    asked = {"role": "user", "content": "How much pesticide may I spray on Zorblat trees?"}
+    assert answer([asked, {"role": "assistant", "content": withheld}, then], extra_body=words_only) == \
+        answer([asked, then], extra_body=words_only)

@@ -61,7 +61,8 @@ def test_api_requests_on_two_adapters_while_a_page_chats(tiny_base, tiny_adapter
         def ask_api(name: str) -> None:
             try:
                 stream = _client(url).chat.completions.create(
-                    model=name, messages=[{"role": "user", "content": QUESTION}], max_tokens=MAX_TOKENS, stream=True)
+                    model=name, messages=[{"role": "user", "content": QUESTION}], max_tokens=MAX_TOKENS, stream=True,
+                    extra_body={"x_assistant": {"notes": False}})  # the model's words alone, as _expected
                 chunks = iter(stream)
                 first = next(chunks)
                 assert first.model_extra["x_assistant"]["adapter"] == name

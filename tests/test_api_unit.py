@@ -27,6 +27,9 @@ JSON = {"Content-Type": "application/json"}
 class FakeAnswer:
     adapter, version, chosen_by, route_reason, label, grounding_note = "alpha", 1, "request", "", "alpha v1", ""
     sources: list = []
+    # These tests are about the API's plumbing, so the fake's answers pass for checked: its text is
+    # the content, with no trust note (tests/test_api.py covers the note on real answers).
+    checked, withheld, suggestions = True, False, []
 
     def __init__(self, mode: str, release: threading.Event):
         self.mode, self.release = mode, release
