@@ -29,6 +29,23 @@ SOIL_TEMP = ("What is the minimum soil temperature for maize seed to germinate r
 TURN_WHY = ("Why should a compost pile be turned?", "Turning a compost pile supplies oxygen to the aerobic microbes.")
 TURN_WEEKLY = ("How is a compost pile looked after?", "Turn the pile every week or two so it heats evenly.")
 LIME = ("How is acidic soil usually corrected?", "Acidic soil is usually corrected by applying agricultural lime.")
+RUST = ("What is the main way to control wheat rusts?",
+        "The main control for wheat rusts is growing resistant varieties, supplemented by fungicides when needed.")
+NO_TILL = ("Which herbicide do no-till systems rely on heavily?",
+           "No-till systems rely heavily on glyphosate for weed control.")
+CASSAVA_LIMIT = ("How can farmers limit cassava mosaic disease?",
+                 "Farmers limit cassava mosaic disease by planting resistant varieties and removing infected plants early.")
+CASSAVA_VECTOR = ("Which insect spreads cassava mosaic disease?",
+                  "Cassava mosaic disease is spread by the whitefly Bemisia tabaci and by infected stem cuttings.")
+STRIGA = ("What is Striga?", "Striga, or witchweed, is a parasitic plant that attaches to the roots of cereals such "
+          "as maize and sorghum and steals their water and nutrients.")
+BEETLE = ("What is the Colorado potato beetle?", "The Colorado potato beetle is a striped beetle whose larvae strip "
+          "potato foliage and readily develop insecticide resistance.")
+ANTS = ("Why do ants often tend aphid colonies?", "Ants protect aphids from predators in exchange for honeydew.")
+SOLARISATION = ("What is soil solarisation?", "Soil solarisation covers moist soil with clear plastic so the heat kills "
+                "pathogens, pests and weed seeds.")
+LEAF_CURL = ("How can growers keep tomato seedlings free of leaf curl virus?",
+             "Growers raise tomato seedlings under insect-proof netting and control whiteflies to keep the virus out.")
 BEANS = ("How warm should the soil be before sowing common beans?",
          "Common beans are best sown when the soil is at least about 16°C (60°F).")
 
@@ -42,7 +59,19 @@ BEANS = ("How warm should the soil be before sowing common beans?",
     ("what is the best soil ph for maize", SOIL_TEMP, False),  # a number, but not a pH
     ("how often should a compost pile be turned", TURN_WHY, False),
     ("how much lime should i apply per hectare to acid soil", LIME, False),
+    # naming the kind is not naming one; a definition is not what to do against it
+    ("which fungicide is good for stem rust on wheat", RUST, False),  # "fungicides when needed"
+    ("which cassava variety resists mosaic disease", CASSAVA_LIMIT, False),  # "resistant varieties"
+    ("which cassava variety resists mosaic disease", CASSAVA_VECTOR, False),  # Bemisia is no variety
+    ("how do i get rid of striga in my maize field", STRIGA, False),
+    ("how to kill colorado beetle eating my potato leaves", BEETLE, False),  # "insecticide resistance"
+    ("ants keep guarding the aphids on my beans, how to stop the ants", ANTS, False),  # ants protect aphids
+    ("what is the name of fungicide to spray on irish potato for late blight", BLIGHT, False),
+    ("which banana type can survive tr4, my cavendish are dying", TR4, False),  # the question names it
     # the same asks, answered
+    ("which herbicide do no-till farmers spray", NO_TILL, True),  # the pair asks for it
+    ("how can i protect my tomato seedlings from leaf curl", LEAF_CURL, True),
+    ("how to kill soil diseases and weed seeds in my nursery bed with sun heat", SOLARISATION, True),
     ("what spacing between maize rows?", SPACING, True),
     ("at what depth do seed potatoes go in", DEPTH, True),
     ("when do tomatoes start ripening after transplanting", RIPEN, True),
@@ -73,6 +102,16 @@ def test_a_pair_answers_a_question_only_if_it_says_what_is_asked(question, pair,
     ("which pesticide kills fall armyworm", {"kind:pesticide"}),
     ("what fertilizer do tomatoes need", {"kind:fertiliser"}),
     ("What is crop rotation?", set()),
+    ("how do i get rid of striga", {"control"}),
+    ("how can we stop fall armyworm eating the maize", {"control"}),
+    ("what kills aphids on kale", {"control"}),
+    ("how do farmers stop late blight?", {"control"}),
+    ("what do farmers grow to stop soil erosion", set()),  # asks what, not how
+    ("which wheat seed variety stands ug99", {"kind:variety"}),
+    ("what is the name of fungicide for late blight", {"kind:fungicide"}),
+    ("which banana type survives tr4", {"kind:variety"}),
+    ("which nematicide for root knot", {"kind:nematicide"}),
+    ("what type of pathogen causes late blight", set()),  # a pathogen is no crop's variety
 ])
 def test_the_asks_of_a_question(question, asks):
     assert asks_of(question) == asks
@@ -100,30 +139,25 @@ def _trust_set(name: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-# Near misses the rules still let through (a pair that names the kind only in general, "supplemented
-# by fungicides when needed", "resistant varieties"; a "how do I get rid of" ask): README "Checked answers".
-KNOWN_GAPS = {
-    "which fungicide is good for stem rust on wheat": "What is the main way to control wheat rusts?",
-    "which cassava variety resists mosaic disease": "How can farmers limit cassava mosaic disease?",
-    "how do i get rid of striga in my maize field": "What is Striga?",
-}
-
-
 def test_near_misses_are_not_covered_by_the_agriculture_qa(agriculture):
     """datasets/trust/near_miss.jsonl: the subject of a pair, another ask. Before the asks were
     compared, 9 of the 40 written with the rules and 16 of the 40 written blind were covered, each shown
-    as a checked answer from a pair that does not answer it; only the three known gaps remain."""
+    as a checked answer from a pair that does not answer it; then 3 (a kind named only in general,
+    "supplemented by fungicides when needed"; a "how do I get rid of" ask beside a definition); now none,
+    nor any of the 30 of round 2 (of which the rules as they stood covered 7)."""
     from assistant.trust import cover
 
     knowledge, adapter = agriculture
     covered = {row["question"]: cover(knowledge, adapter, row["question"]).pair for row in _trust_set("near_miss.jsonl")}
-    assert {q: m.question for q, m in covered.items() if m is not None} == KNOWN_GAPS
+    assert {q: m.question for q, m in covered.items() if m is not None} == {}
 
 
-@pytest.mark.parametrize("name, floor", [("in_scope.jsonl", 53), ("ask_paraphrases.jsonl", 27), ("held-out", 51)])
+@pytest.mark.parametrize("name, floor", [("in_scope.jsonl", 53), ("ask_paraphrases.jsonl", 27), ("held-out", 51),
+                                         ("kind_control_paraphrases.jsonl", 5)])
 def test_paraphrases_keep_their_coverage(agriculture, name, floor):
-    """Farmer paraphrases (62, and 40 asking when / how long / how far apart / how much, written blind)
-    and the held-out rows are covered by their own pair as often as before the asks were compared."""
+    """Farmer paraphrases (62; 40 asking when / how long / how far apart / how much, written blind; 30
+    asking which kind or how to stop something, written blind later) and the held-out rows are covered
+    by their own pair as often as before the asks were compared."""
     from assistant.trust import cover
     from benchmarks.trust_sets import heldout_set
 
@@ -132,3 +166,15 @@ def test_paraphrases_keep_their_coverage(agriculture, name, floor):
     right = sum((m := cover(knowledge, adapter, r["question"]).pair) is not None and m.question == r["pair_question"]
                 for r in rows)
     assert right >= floor
+
+
+def test_a_which_kind_or_how_to_stop_question_is_covered_by_its_own_pair_or_none(agriculture):
+    """datasets/trust/kind_control_paraphrases.jsonl: before the kind and control asks were read this
+    way, two were covered by a pair about the problem instead of its remedy ("how can i protect my
+    tomatoes from bacterial wilt" by "What causes bacterial wilt…?"), each shown as checked."""
+    from assistant.trust import cover
+
+    knowledge, adapter = agriculture
+    wrong = {r["question"]: m.question for r in _trust_set("kind_control_paraphrases.jsonl")
+             if (m := cover(knowledge, adapter, r["question"]).pair) is not None and m.question != r["pair_question"]}
+    assert wrong == {}
