@@ -44,6 +44,14 @@ BEETLE = ("What is the Colorado potato beetle?", "The Colorado potato beetle is 
 ANTS = ("Why do ants often tend aphid colonies?", "Ants protect aphids from predators in exchange for honeydew.")
 SOLARISATION = ("What is soil solarisation?", "Soil solarisation covers moist soil with clear plastic so the heat kills "
                 "pathogens, pests and weed seeds.")
+WILT_CAUSE = ("What causes bacterial wilt of tomatoes and potatoes?",
+              "Bacterial wilt is caused by the soil-borne bacterium Ralstonia solanacearum.")
+WILT_TEST = ("How can bacterial wilt be confirmed in the field?", "Suspending a cut stem in clear water shows milky "
+             "streams of bacterial ooze flowing out when the plant has bacterial wilt.")
+BLIGHT_LOOKS = ("What do late blight symptoms look like on potato leaves?", "Late blight causes dark, water-soaked "
+                "lesions on leaves, often with white fuzzy growth on the underside in humid conditions.")
+BLIGHT_WEATHER = ("What weather favours late blight outbreaks?",
+                  "Late blight spreads fastest in cool, wet, humid weather with long periods of leaf wetness.")
 LEAF_CURL = ("How can growers keep tomato seedlings free of leaf curl virus?",
              "Growers raise tomato seedlings under insect-proof netting and control whiteflies to keep the virus out.")
 BEANS = ("How warm should the soil be before sowing common beans?",
@@ -68,10 +76,14 @@ BEANS = ("How warm should the soil be before sowing common beans?",
     ("ants keep guarding the aphids on my beans, how to stop the ants", ANTS, False),  # ants protect aphids
     ("what is the name of fungicide to spray on irish potato for late blight", BLIGHT, False),
     ("which banana type can survive tr4, my cavendish are dying", TR4, False),  # the question names it
+    ("how do i know if my tomato has bacterial wilt", WILT_CAUSE, False),  # a cause, no sign ("wilt" is asked)
+    ("what weather makes blight spread on potatoes", BLIGHT_LOOKS, False),  # "in humid conditions", in passing
     # the same asks, answered
     ("which herbicide do no-till farmers spray", NO_TILL, True),  # the pair asks for it
     ("how can i protect my tomato seedlings from leaf curl", LEAF_CURL, True),
     ("how to kill soil diseases and weed seeds in my nursery bed with sun heat", SOLARISATION, True),
+    ("how do i know if my tomato has bacterial wilt", WILT_TEST, True),
+    ("what weather makes blight spread on potatoes", BLIGHT_WEATHER, True),
     ("what spacing between maize rows?", SPACING, True),
     ("at what depth do seed potatoes go in", DEPTH, True),
     ("when do tomatoes start ripening after transplanting", RIPEN, True),
@@ -108,6 +120,8 @@ def test_a_pair_answers_a_question_only_if_it_says_what_is_asked(question, pair,
     ("how do farmers stop late blight?", {"control"}),
     ("what do farmers grow to stop soil erosion", set()),  # asks what, not how
     ("which wheat seed variety stands ug99", {"kind:variety"}),
+    ("how do i know if my tomato has bacterial wilt", {"sign"}),
+    ("what weather makes blight spread on potatoes", {"weather"}),
     ("what is the name of fungicide for late blight", {"kind:fungicide"}),
     ("which banana type survives tr4", {"kind:variety"}),
     ("which nematicide for root knot", {"kind:nematicide"}),
@@ -152,7 +166,7 @@ def test_near_misses_are_not_covered_by_the_agriculture_qa(agriculture):
     assert {q: m.question for q, m in covered.items() if m is not None} == {}
 
 
-@pytest.mark.parametrize("name, floor", [("in_scope.jsonl", 53), ("ask_paraphrases.jsonl", 27), ("held-out", 51),
+@pytest.mark.parametrize("name, floor", [("in_scope.jsonl", 54), ("ask_paraphrases.jsonl", 28), ("held-out", 51),
                                          ("kind_control_paraphrases.jsonl", 5)])
 def test_paraphrases_keep_their_coverage(agriculture, name, floor):
     """Farmer paraphrases (62; 40 asking when / how long / how far apart / how much, written blind; 30
@@ -168,13 +182,23 @@ def test_paraphrases_keep_their_coverage(agriculture, name, floor):
     assert right >= floor
 
 
-def test_a_which_kind_or_how_to_stop_question_is_covered_by_its_own_pair_or_none(agriculture):
-    """datasets/trust/kind_control_paraphrases.jsonl: before the kind and control asks were read this
-    way, two were covered by a pair about the problem instead of its remedy ("how can i protect my
-    tomatoes from bacterial wilt" by "What causes bacterial wilt…?"), each shown as checked."""
+# The one paraphrase still covered by another pair: "how does X kill weevils" asks how a remedy
+# works, which no ask reads, and the pair on stored-grain pests names weevils and maize.
+STILL_WRONG = {"how does an airtight sack kill weevils in my maize": "Which insects are major pests of stored maize grain?"}
+
+
+@pytest.mark.parametrize("name", ["in_scope.jsonl", "ask_paraphrases.jsonl", "kind_control_paraphrases.jsonl",
+                                  "held-out"])
+def test_a_paraphrase_is_covered_by_its_own_pair_or_by_none(agriculture, name):
+    """Covered by another pair, an answer is shown as checked against a pair that answers something
+    else. Before the kind, control, sign and weather asks were read, five were: "how can i protect my
+    tomatoes from bacterial wilt" and "how do i know if my tomato has bacterial wilt" by "What causes
+    bacterial wilt…?", "what weather makes blight spread" by the pair on its symptoms, and two more."""
     from assistant.trust import cover
+    from benchmarks.trust_sets import heldout_set
 
     knowledge, adapter = agriculture
-    wrong = {r["question"]: m.question for r in _trust_set("kind_control_paraphrases.jsonl")
+    rows = heldout_set() if name == "held-out" else _trust_set(name)
+    wrong = {r["question"]: m.question for r in rows
              if (m := cover(knowledge, adapter, r["question"]).pair) is not None and m.question != r["pair_question"]}
-    assert wrong == {}
+    assert wrong == {q: p for q, p in STILL_WRONG.items() if q in {r["question"] for r in rows}}
