@@ -8,8 +8,9 @@ and the API refuse the same conversations.
 
 Product extras travel in one namespace, `x_assistant`, in both directions (the `openai` client
 sends it with `extra_body={"x_assistant": {...}}` and keeps unknown response fields):
-request `{"ground": bool, "notes": bool}` (api/notes.py); response `{adapter, version, chosen_by, route_reason, label, sources,
-grounding_note, policy, checked, withheld, replaced, trust_mark, suggestions}`.
+request `{"ground": bool, "notes": bool}` (api/notes.py); response `{adapter, version, chosen_by,
+route_reason, label, sources, grounding_note, policy, checked, withheld, replaced, trust_mark,
+suggestions}`.
 """
 
 from __future__ import annotations

@@ -207,6 +207,12 @@ def _says_what_to_do(question: str, pair_question: str, pair_answer: str) -> boo
     return not (_fought(question) & content_in(pair_question))
 
 
+# A pair whose own question asks for a sign or about the weather ("How can bacterial wilt be confirmed?").
+_PAIR_ASKS = {"sign": re.compile(r"\bconfirm|\bidentif|\brecogni|\btell\b|\bsigns?\b|symptom|\blooks? like\b|diagnos|\btest|"
+                                 r"\bappear|\bshow"),
+              "weather": re.compile(r"\bweather|\bclimate|\bconditions|\bfavou?r|\btemperature|\brain|\bhumid")}
+
+
 def _says_more_than_in_passing(ask: str, question: str, pair_question: str, pair_answer: str) -> bool:
     """A sign or the weather: the pair's question asks about it ("How can bacterial wilt be
     confirmed?", "What weather favours late blight?"), or its answer says it with words the farmer's
@@ -214,14 +220,9 @@ def _says_more_than_in_passing(ask: str, question: str, pair_question: str, pair
     if _PAIR_ASKS[ask].search(pair_question.lower()):
         return True
     own = content_in(question)
-    said = {w.lower() for w in _COMPILED[ask][1].findall(pair_answer.lower())}
+    said = set(_COMPILED[ask][1].findall(pair_answer.lower()))
     said = {w for w in said if not (content_in(w) & own)}
     return len(said) >= (1 if ask == "sign" else 2)
-
-
-_PAIR_ASKS = {"sign": re.compile(r"\bconfirm|\bidentif|\brecogni|\btell\b|\bsigns?\b|symptom|\blooks? like\b|diagnos|\btest|"
-                                 r"\bappear|\bshow"),
-              "weather": re.compile(r"\bweather|\bclimate|\bconditions|\bfavou?r|\btemperature|\brain|\bhumid")}
 
 
 def _fought(question: str) -> set[str]:
