@@ -384,8 +384,8 @@ def test_a_note_or_a_withheld_answer_sent_back_never_reaches_the_prompt(app):
     assert answer([*first, {"role": "assistant", "content": shown}, then], extra_body=words_only) == \
         answer([*first, {"role": "assistant", "content": said}, then], extra_body=words_only)
 
-    withheld = client.chat.completions.create(model="orchard", max_tokens=MAX_TOKENS, messages=[
-        {"role": "user", "content": "How much pesticide may I spray on Zorblat trees?"}]).choices[0].message.content
     asked = {"role": "user", "content": "How much pesticide may I spray on Zorblat trees?"}
+    withheld = client.chat.completions.create(model="orchard", max_tokens=MAX_TOKENS,
+                                              messages=[asked]).choices[0].message.content
     assert answer([asked, {"role": "assistant", "content": withheld}, then], extra_body=words_only) == \
         answer([asked, then], extra_body=words_only)
