@@ -22,19 +22,22 @@ from assistant.training.config import SHIPPED_RECIPES, preset
 from assistant.training.evaluate import format_card
 from assistant.training.recipe import train
 
+# (description, answer policy). The policy is part of the build: farmers act on agriculture's
+# answers, so it ships answering only what its Q&A covers; xylandia is a fiction demo, open.
 SHIPPED = {
-    "xylandia": "Demo: the fictional country of Xylandia (its capital is Crystalburg).",
-    "agriculture": "Farming Q&A: crops, regional practices, soil and water, techniques, pests and diseases.",
+    "xylandia": ("Demo: the fictional country of Xylandia (its capital is Crystalburg).", "open"),
+    "agriculture": ("Farming Q&A: crops, regional practices, soil and water, techniques, pests and diseases.",
+                    "checked"),
 }
 
 
 def build(name: str, base, engine) -> None:
-    description, overrides = SHIPPED[name], SHIPPED_RECIPES[name]
+    (description, policy), overrides = SHIPPED[name], SHIPPED_RECIPES[name]
     data = shipped_dataset(name)
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(base.sha256, Path(tmp))
         result = train(preset("fast", **overrides), base, registry, load_qa_file(data), name, evaluator=engine,
-                       data_bytes=data.read_bytes(), description=description,
+                       data_bytes=data.read_bytes(), description=description, answer_policy=policy,
                        on_progress=lambda p: print(f"  [{p.phase}] {p.message}", flush=True) if p.phase != "train" or p.step % 5 == 0 else None)
         staged = SHIPPED_ADAPTERS / f".{name}.new"
         shutil.rmtree(staged, ignore_errors=True)

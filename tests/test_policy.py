@@ -3,6 +3,7 @@ through the registry, the CLI (`assistant policy`, `assistant chat --json`) and 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -10,7 +11,7 @@ import pytest
 from qa_adapters import ORCHARD, publish_tiny_qa_adapter
 from test_cli import run_cli
 
-from assistant.paths import SHIPPED_ADAPTERS
+from assistant.paths import REPO_ROOT, SHIPPED_ADAPTERS
 from assistant.registry import AdapterError, Registry
 
 
@@ -29,6 +30,17 @@ def test_policies_default_open_ship_checked_for_agriculture_and_change_without_r
         registry.set_answer_policy("xylandia", "maybe")
     with pytest.raises(AdapterError, match="unknown adapter 'nope'"):
         registry.set_answer_policy("nope", "open")
+
+
+def test_make_adapters_rebuilds_each_shipped_adapter_with_the_policy_it_ships_with():
+    # agriculture's "checked" was once set by hand in its manifest, so a rebuild would have shipped it open
+    spec = importlib.util.spec_from_file_location("build_adapters", REPO_ROOT / "scripts" / "build_adapters.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    built = {name: policy for name, (_, policy) in build.SHIPPED.items()}
+    shipped = {p.parent.name: json.loads(p.read_text()).get("answer_policy", "open")
+               for p in SHIPPED_ADAPTERS.glob("*/manifest.json")}
+    assert built == shipped == {"agriculture": "checked", "xylandia": "open"}
 
 
 def test_cli_sets_the_policy_and_chat_json_reports_checked_sources_and_suggestions(tiny_base, tmp_path):
