@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
+import pytest
+
 from ui import app
 
 
@@ -40,3 +42,19 @@ def test_uploaded_names_and_problems_are_shown_as_text(tmp_path):
     for shown in (report, broken):
         assert not re.search(r"(?<!\\)\[", shown), shown  # an unescaped [ could open a link
         assert "<b>" not in shown and "<img" not in shown, shown
+
+
+@pytest.mark.parametrize("policy, scores", [
+    # checked only: every answer is given with its pair in the prompt, so that score leads; alone comes after
+    ("checked", "held-out recall with its pair, as it answers **98%** · alone: recall **40%** · held-out recall "
+                "**15%** · retention **97%**"),
+    ("open", "recall **40%** · held-out recall **15%** · retention **97%**"),
+])
+def test_the_adapter_card_leads_with_the_score_of_the_way_it_answers(policy, scores):
+    from ui.chat import adapter_card
+
+    after = {"recall": 0.40, "heldout_recall": 0.15, "heldout_recall_right_pair": 0.98, "retention": 0.97}
+    adapter = SimpleNamespace(name="farm", version=2, source="trained", answer_policy=policy,
+                              manifest={"report_card": {"after": after}})
+    card = adapter_card(SimpleNamespace(registry=SimpleNamespace(get=lambda name: adapter)), "farm")
+    assert card.split("\n\n")[-1] == "Report card: " + scores
