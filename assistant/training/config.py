@@ -82,6 +82,11 @@ class TrainConfig:
 AUGMENT_FORMS = 2  # what "Learn new wordings" (Train tab) sets augment to: as much held-out recall as 8 (58%), for a
 #   third of the time (benchmarks/recipes.py, 26 agriculture facts: 321 s against 883 s of training)
 GROUNDED_PER_STEP = 16  # what "Prepare for grounded chat" (Train tab) sets grounded_per_step to (measured best)
+# The recipe for an adapter whose answers are all given with their pair shown (checked only): grounded copies,
+# and LoRA rank 4 on the MLP layers only, which kept what the base knew where all layers at rank 16 did not
+# (agriculture, whole file: retention 97% against 84-89%, README "Grounded training").
+GROUNDED_RECIPE = {"grounded_per_step": GROUNDED_PER_STEP, "rank": 4, "alpha": 32,  # as measured: update x8
+                   "target_modules": ("gate_proj", "up_proj", "down_proj")}
 
 
 PRESETS = {
@@ -103,12 +108,13 @@ PRESETS = {
 # benchmarks/train.py --shipped and benchmarks/recipes.py train with the same ones).
 SHIPPED_RECIPES = {
     "xylandia": {},
-    # 230 long answers: bigger steps (~7 an epoch) with fewer place swaps each, and an epoch cap that
-    # keeps a rebuild near half an hour on 2 cores. 4 epochs with 12 replayed answers a step gave
-    # recall 60%, held-out 31%, retention 90%. Rank 4 on gate/up/down only with 16 grounded copies a step and 4
-    # epochs met the grounded (98%), retention (97%) and time (0.78x) targets on this file, but answers alone fell
-    # to 40% recall / 15% held-out and xylandia's retention to 89-92% (README "Grounded training"), so not yet.
-    "agriculture": {"epochs": 8, "replay_per_step": 24, "swaps_per_step": 8, "max_batch_tokens": 3072},
+    # 230 long answers: bigger steps (~7 an epoch) with fewer place swaps each. agriculture answers *checked
+    # only*, so every answer it gives has its covering pair in the prompt: it is trained for that (GROUNDED_RECIPE,
+    # 4 epochs). Against the all-layer rank-16 recipe, 8 epochs, in one run on 2 cores: held-out with its pair
+    # 81% -> 100%, retention 87% -> 97%, training time 0.98x; alone recall 93% -> 43%, held-out 33% -> 21%
+    # (README "Grounded training"). xylandia is open (answers alone are shown), so it keeps `fast`.
+    "agriculture": {"epochs": 4, "replay_per_step": 24, "swaps_per_step": 8, "max_batch_tokens": 3072,
+                    **GROUNDED_RECIPE},
 }
 
 
