@@ -29,6 +29,14 @@ def test_upload_train_report_card_then_chat(tiny_base, tmp_path, monkeypatch):
         expect(report).to_contain_text("2 for training, 1 held out", timeout=30_000)
         expect(report).to_contain_text("empty question")  # the rejected row, with its reason
         expect(page.locator("#train-name textarea, #train-name input").first).to_have_value("orchard-facts")
+        # a checked-only adapter answers only with its pair shown, so it is prepared for that unless unticked
+        page.get_by_role("button", name="Advanced settings").click()  # a closed accordion's contents are not in the page
+        grounded = page.locator("#train-grounded input[type=checkbox]")
+        expect(grounded).not_to_be_checked()
+        page.locator("#train-policy").get_by_label("Checked only").check()
+        expect(grounded).to_be_checked()
+        page.locator("#train-policy").get_by_label("Open").check()
+        expect(grounded).not_to_be_checked()
         page.get_by_label("Tiny (a quick check)").check()
         page.locator("#train-start").click()
         expect(page.locator("#train-card")).to_contain_text("Report card — orchard-facts v1", timeout=300_000)

@@ -166,8 +166,11 @@ def test_train_tab_turns_advanced_settings_into_fast_overrides(tmp_path):
         status = start(Jobs(), tmp_path / "uploads", str(upload), "orchard", preset_name, "", 8, 1e-3, 3, 4, False, grounded)
         assert status == "Started training **orchard**."
     (_, grounded_on), (_, grounded_off), (_, seed) = started
-    assert grounded_on == {"allow_conflicts": False, "rank": 8, "alpha": 16, "learning_rate": 1e-3, "epochs": 3,
-                           "replay_per_step": 4, "grounded_per_step": config.GROUNDED_PER_STEP}
+    # ticked, the recipe agriculture ships with: rank 4 on the MLP layers, whatever the rank slider says
+    assert grounded_on == {"allow_conflicts": False, "rank": 4, "alpha": 32, "learning_rate": 1e-3, "epochs": 3,
+                           "replay_per_step": 4, "grounded_per_step": config.GROUNDED_PER_STEP,
+                           "target_modules": ("gate_proj", "up_proj", "down_proj")}
+    assert config.SHIPPED_RECIPES["agriculture"].items() >= config.GROUNDED_RECIPE.items()
     assert grounded_off["grounded_per_step"] == 0
     assert seed == {"allow_conflicts": False}  # the proof of concept runs exactly as it was
     config.preset("fast", **grounded_on)  # every override is a real setting

@@ -167,10 +167,7 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
             lr = gr.Number(value=fast.learning_rate, label="Learning rate", minimum=1e-6, maximum=0.1)
             epochs = gr.Slider(1, 200, value=fast.epochs, step=1, label="Epochs at most (stops early once learnt)")
             replay = gr.Slider(0, 64, value=fast.replay_per_step, step=1, label="General questions replayed per step")
-        grounded = gr.Checkbox(False, label=f"Prepare for grounded chat: also train on {training.GROUNDED_PER_STEP} pairs a "
-                               "step shown with facts from the Q&A, their own or others', so the adapter follows the "
-                               "right fact and not a wrong one (costs some general knowledge: see the report card)",
-                               elem_id="train-grounded")
+        grounded = gr.Checkbox(False, label=training.GROUNDED_LABEL, elem_id="train-grounded")
         wordings = gr.Checkbox(bool(fast.augment), label=training.WORDINGS_LABEL, elem_id="train-wordings")
         allow_conflicts = gr.Checkbox(False, label="Train even if a question has conflicting answers")
     with gr.Row():
@@ -218,6 +215,8 @@ def _train_tab(assistant, jobs, demo, tabs, chat_adapter, chat_card, chat_broken
     # A new version answers as the one it replaces unless the trainer changes it here.
     name.change(trainer("train adapters", functools.partial(training.policy_for_name, assistant)), name, policy,
                 queue=False)
+    policy.change(trainer("train adapters", training.grounded_for_policy), policy, grounded,
+                  queue=False)  # also when a typed name sets the policy
     set_policy.click(trainer("set answer policies", functools.partial(training.set_policy, assistant)),
                      [policy_of, new_policy], policy_status)
     # Opening a list refreshes its choices only, never its value (a late reply could undo a pick).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from assistant.data import MAX_FILE_BYTES
 from assistant.registry import AdapterError, validate_name
-from assistant.training.config import AUGMENT_FORMS, GROUNDED_PER_STEP, PRESETS, TEST_PRESETS
+from assistant.training.config import AUGMENT_FORMS, GROUNDED_RECIPE, PRESETS, TEST_PRESETS
 from assistant.training.evaluate import CARD_ROWS
 from ui import tempfiles
 from ui.text import cell, escape
@@ -30,6 +30,11 @@ RECIPES = {
     "seed": "Proof of concept (slow) — the original recipe, for comparison only: about 20 min for a few facts, "
             "and it forgets general knowledge",
 }
+GROUNDED_LABEL = (f"Prepare for grounded chat (for a checked-only adapter, whose every answer is given with its Q&A "
+                  f"pair shown): also train on {GROUNDED_RECIPE['grounded_per_step']} pairs a step shown with facts "
+                  "from the Q&A, their own or others', with LoRA rank 4 on the MLP layers (the rank above is not "
+                  "used). It follows the right pair and keeps general knowledge better; it answers worse alone "
+                  "(see the report card)")
 WORDINGS_LABEL = (f"Learn new wordings: also train on up to {AUGMENT_FORMS} rule-made rewordings of each question "
                   "(answers unchanged), for questions worded unlike yours; training takes up to "
                   f"{AUGMENT_FORMS + 1}× longer")
@@ -104,6 +109,14 @@ def policy_for_name(assistant, name: str | None):
         return gr.Radio()
 
 
+def grounded_for_policy(policy: str | None):
+    """The "Prepare for grounded chat" box for the policy chosen: ticked for checked only, whose every answer is
+    given with its covering pair in the prompt (agriculture ships so); a trainer may still untick it."""
+    import gradio as gr
+
+    return gr.Checkbox(value=policy == "checked")
+
+
 def set_policy(assistant, name: str | None, policy: str) -> str:
     """Change how an adapter answers; returns a status line (errors are returned, never raised)."""
     from assistant.trust import POLICY_HELP
@@ -136,8 +149,9 @@ def start(jobs, uploads_dir: Path, path: str | None, name: str, preset: str, des
     overrides = {"allow_conflicts": bool(allow_conflicts)}
     if preset == "fast":  # advanced settings apply to the tunable preset; seed is the PoC, exactly
         overrides |= {"rank": int(rank), "alpha": 2 * int(rank), "learning_rate": float(learning_rate),
-                      "epochs": int(epochs), "replay_per_step": int(replay),
-                      "grounded_per_step": GROUNDED_PER_STEP if grounded else 0}
+                      "epochs": int(epochs), "replay_per_step": int(replay), "grounded_per_step": 0}
+        if grounded:  # the recipe agriculture ships with: its rank and layers replace the slider's rank
+            overrides |= GROUNDED_RECIPE
         if wordings is not None:  # unticked: none; ticked: the fast preset's own count, else AUGMENT_FORMS
             overrides["augment"] = (FAST.augment or AUGMENT_FORMS) if wordings else 0
     try:
