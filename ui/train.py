@@ -32,9 +32,9 @@ RECIPES = {
 }
 GROUNDED_LABEL = (f"Prepare for grounded chat (for a checked-only adapter, whose every answer is given with its Q&A "
                   f"pair shown): also train on {GROUNDED_RECIPE['grounded_per_step']} pairs a step shown with facts "
-                  "from the Q&A, their own or others', with LoRA rank 4 on the MLP layers (the rank above is not "
-                  "used). It follows the right pair and keeps general knowledge better; it answers worse alone "
-                  "(see the report card)")
+                  f"from the Q&A, their own or others', with LoRA rank {GROUNDED_RECIPE['rank']} on the MLP layers "
+                  "(the rank above is not used). It follows the right pair and keeps general knowledge better; it "
+                  "answers worse alone (see the report card)")
 WORDINGS_LABEL = (f"Learn new wordings: also train on up to {AUGMENT_FORMS} rule-made rewordings of each question "
                   "(answers unchanged), for questions worded unlike yours; training takes up to "
                   f"{AUGMENT_FORMS + 1}× longer")
