@@ -59,12 +59,12 @@ def adapter_card(assistant, name: str | None) -> str:
 
     lines.append(POLICY_HELP[adapter.answer_policy])
     card = (m.get("report_card") or {}).get("after") or {}
-    rows = (("recall", "recall"), ("heldout_recall", "held-out recall"), ("retention", "retention"))
+    rows = [("recall", "recall"), ("heldout_recall", "held-out recall"), ("retention", "retention")]
     if adapter.answer_policy == "checked":
         # A checked-only adapter answers only with the covering pair in its prompt, so the score a farmer meets
         # is the one with that pair shown; the others are the adapter alone (as exported, or if made open).
-        rows = (("heldout_recall_right_pair", "held-out recall with its pair, as it answers"),
-                ("recall", "alone: recall"), ("heldout_recall", "held-out recall"), ("retention", "retention"))
+        rows = [("heldout_recall_right_pair", "held-out recall with its pair, as it answers"),
+                ("recall", "alone: recall"), *rows[1:]]
     scores = [f"{label} **{card[key]:.0%}**" for key, label in rows if key in card]
     if scores:
         lines.append("Report card: " + " · ".join(scores))
